@@ -1,0 +1,108 @@
+//! The configuration model: what a `meshgate.yaml` may say. Field names follow the
+//! Kubernetes Gateway API where it has a name for the thing. Every struct rejects
+//! unknown fields; every default is explicit here and in docs/configuration.md.
+
+mod filter;
+mod retry_on;
+mod route;
+mod service;
+
+pub use filter::*;
+pub use retry_on::RetryOn;
+pub use route::*;
+pub use service::*;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+use crate::Duration;
+
+/// A whole meshgate configuration document.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Process-wide settings: worker threads, drain timeout.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// Where the per-request access log goes.
+    #[serde(default)]
+    pub access_log: AccessLog,
+    /// Addresses the gateway accepts traffic on.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// Routing rules, matched by Gateway API precedence (most specific wins), not by order.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Named upstream clusters that routes send traffic to.
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+/// Process-wide runtime settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Runtime {
+    /// Worker threads serving traffic. Default: one per CPU core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
+    /// On SIGTERM/SIGINT: how long in-flight requests may take to finish before the
+    /// process exits anyway. Default `30s`.
+    #[serde(default = "Runtime::default_drain_timeout")]
+    pub drain_timeout: Duration,
+}
+
+impl Runtime {
+    fn default_drain_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self { worker_threads: None, drain_timeout: Self::default_drain_timeout() }
+    }
+}
+
+/// Access log destination. One JSON object per line, per request.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AccessLog {
+    /// `stdout` (default), `stderr`, `off`, or a file path (appended to).
+    #[serde(default = "AccessLog::default_path")]
+    pub path: String,
+}
+
+impl AccessLog {
+    fn default_path() -> String {
+        "stdout".into()
+    }
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self { path: Self::default_path() }
+    }
+}
+
+/// A socket the gateway accepts connections on.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Listener {
+    /// Unique name, referenced by `routes[].listeners`.
+    pub name: String,
+    /// `ip:port` to bind, e.g. `0.0.0.0:8080` or `[::1]:8080`.
+    pub address: SocketAddr,
+    /// Wire protocol. `HTTP` serves HTTP/1.1 and HTTP/2 cleartext (h2c prior knowledge)
+    /// on the same port.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+}
+
+/// Listener protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and h2c (prior knowledge), detected per connection.
+    #[default]
+    HTTP,
+}
