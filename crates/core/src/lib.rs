@@ -1,1 +1,19 @@
-//! placeholder
+//! meshgate-core: the request path. Listeners and the hyper server (`server`), the
+//! snapshot of compiled config (`snapshot`), routing (`route`), filters (`filter`),
+//! upstream services and load balancing (`upstream`, `balance`), forwarding with
+//! retries and timeouts (`proxy`), error responses (`rescue`) and the access log.
+
+pub mod access_log;
+pub mod balance;
+pub mod body;
+pub mod filter;
+pub mod proxy;
+pub mod request_id;
+pub mod rescue;
+pub mod route;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;
+
+pub use server::{Gateway, StartError};
+pub use snapshot::Snapshot;

@@ -1,1 +1,8 @@
-//! placeholder
+//! Test support for meshgate, also used by `meshgate demo`: real HTTP backends on
+//! `127.0.0.1:0` with scriptable behaviour, and small helpers for tests.
+
+mod backend;
+mod util;
+
+pub use backend::{Backend, Behaviour};
+pub use util::{free_port, rss_kib, wait_for_port};

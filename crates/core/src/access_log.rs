@@ -1,0 +1,146 @@
+//! The access log: one JSON line per request, written by a dedicated thread so the
+//! request path only fills a record and hands it over (never blocks, never formats).
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime};
+
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Version};
+
+/// Everything one log line says. Fields are cheap clones of what the request already
+/// holds (shared `Bytes`, `Arc<str>`), so filling it costs no copies of strings.
+#[derive(Debug)]
+pub struct AccessRecord {
+    pub time: SystemTime,
+    pub method: Method,
+    pub authority: Option<HeaderValue>,
+    pub path: Option<PathAndQuery>,
+    pub protocol: Version,
+    pub client: IpAddr,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_in_streamed: Option<Arc<AtomicU64>>,
+    pub bytes_out: u64,
+    pub duration: Duration,
+    pub route: Option<Arc<str>>,
+    pub service: Option<Arc<str>>,
+    pub upstream: Option<Arc<str>>,
+    pub request_id: HeaderValue,
+    pub retries: u32,
+    pub reason: Option<&'static str>,
+}
+
+impl AccessRecord {
+    fn to_json(&self) -> serde_json::Value {
+        let text =
+            |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes_in = self.bytes_in
+            + self
+                .bytes_in_streamed
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+        serde_json::json!({
+            "time": humantime::format_rfc3339_millis(self.time).to_string(),
+            "method": self.method.as_str(),
+            "authority": text(&self.authority),
+            "path": self.path.as_ref().map(|p| p.as_str()),
+            "protocol": format!("{:?}", self.protocol),
+            "client": self.client.to_canonical().to_string(),
+            "status": self.status,
+            "bytes_in": bytes_in,
+            "bytes_out": self.bytes_out,
+            "duration_ms": (self.duration.as_secs_f64() * 1e6).round() / 1e3,
+            "route": self.route.as_deref(),
+            "service": self.service.as_deref(),
+            "upstream": self.upstream.as_deref(),
+            "request_id": self.request_id.to_str().unwrap_or(""),
+            "retries": self.retries,
+            "reason": self.reason,
+        })
+    }
+}
+
+/// Handle to the log writer; cloned into every connection.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLog {
+    tx: Option<SyncSender<AccessRecord>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Records queued before the request path starts dropping them (and counting that).
+const QUEUE: usize = 64 * 1024;
+
+impl AccessLog {
+    /// A log that writes nothing.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    /// `stdout`, `stderr`, `off`, or a file path (appended to).
+    pub fn open(path: &str) -> std::io::Result<Self> {
+        let out: Box<dyn Write + Send> = match path {
+            "off" => return Ok(Self::off()),
+            "stdout" => Box::new(std::io::stdout()),
+            "stderr" => Box::new(std::io::stderr()),
+            file => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)?,
+            ),
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx, out))?;
+        Ok(AccessLog {
+            tx: Some(tx),
+            dropped: Arc::default(),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn send(&self, record: AccessRecord) {
+        if let Some(tx) = &self.tx
+            && let Err(TrySendError::Full(_)) = tx.try_send(record)
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records lost because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Writes records as they come, flushing whenever the queue runs dry, so lines
+/// appear promptly when idle and are batched under load. Ends when every sender is gone.
+fn write_loop(rx: Receiver<AccessRecord>, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut line = Vec::with_capacity(512);
+    let mut next = rx.recv().ok();
+    while let Some(record) = next {
+        line.clear();
+        if serde_json::to_writer(&mut line, &record.to_json()).is_ok() {
+            line.push(b'\n');
+            let _ = out.write_all(&line);
+        }
+        next = match rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Empty) => {
+                let _ = out.flush();
+                rx.recv().ok()
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,77 @@
+//! The one body type that crosses the proxy in both directions: nothing, bytes the
+//! gateway holds (replayable, generated), or a peer's stream passed through unbuffered.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// A request or response body.
+#[derive(Debug, Default)]
+pub enum Body {
+    #[default]
+    Empty,
+    /// Bytes held by the gateway; yielded once.
+    Full(Option<Bytes>),
+    /// A peer's body, streamed frame by frame.
+    Stream(Incoming),
+    /// A peer's body, streamed, with data bytes added to a shared counter (request
+    /// bodies, whose size the access log reports after the response is sent).
+    Counted(Incoming, Arc<AtomicU64>),
+}
+
+impl Body {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Body::Empty
+        } else {
+            Body::Full(Some(bytes))
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(inner) => Pin::new(inner).poll_frame(cx),
+            Body::Counted(inner, count) => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(bytes) => bytes.is_none(),
+            Body::Stream(inner) | Body::Counted(inner, _) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(inner) | Body::Counted(inner, _) => inner.size_hint(),
+        }
+    }
+}

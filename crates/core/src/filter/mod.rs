@@ -1,0 +1,176 @@
+//! The `Filter` trait every policy implements, and the built-in Gateway API filters.
+//! A route's filters run in declared order: `on_request` before forwarding (any may
+//! answer instead, ending the chain), `on_response` on the way back.
+
+mod direct;
+mod headers;
+mod redirect;
+mod rewrite;
+
+use std::sync::Arc;
+
+use http::Response;
+use meshgate_config as config;
+
+use crate::body::Body;
+
+/// What a request filter decided.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on to the next filter, then upstream.
+    Continue,
+    /// Answer with this response; later filters and the upstream are skipped.
+    Respond(Response<Body>),
+}
+
+/// Facts about the request that filters read and may refine.
+#[derive(Debug)]
+pub struct RequestCx<'a> {
+    pub request_id: &'a str,
+    /// `http` or `https`, as the client connected.
+    pub scheme: &'static str,
+    /// The client's Host (or `:authority`) as sent, port included.
+    pub authority: &'a str,
+    /// Bytes of the path matched by the route's `PathPrefix`, if that is how it matched.
+    pub matched_prefix_len: Option<usize>,
+    /// Host to send upstream instead of the client's (set by `URLRewrite`).
+    pub host_override: Option<http::HeaderValue>,
+}
+
+/// One policy step of a route.
+pub trait Filter: Send + Sync + std::fmt::Debug {
+    /// Short name for logs and `explain`.
+    fn name(&self) -> &'static str;
+    fn on_request(&self, _req: &mut http::request::Parts, _cx: &mut RequestCx<'_>) -> Flow {
+        Flow::Continue
+    }
+    fn on_response(&self, _resp: &mut http::response::Parts, _cx: &RequestCx<'_>) {}
+}
+
+/// A route's filters, split by phase, each list in declared order.
+#[derive(Debug, Default)]
+pub struct FilterChain {
+    pub request: Vec<Arc<dyn Filter>>,
+    pub response: Vec<Arc<dyn Filter>>,
+}
+
+impl FilterChain {
+    /// Runs request filters; the first `Respond` wins.
+    pub fn on_request(&self, req: &mut http::request::Parts, cx: &mut RequestCx<'_>) -> Flow {
+        for f in &self.request {
+            if let Flow::Respond(resp) = f.on_request(req, cx) {
+                return Flow::Respond(resp);
+            }
+        }
+        Flow::Continue
+    }
+
+    pub fn on_response(&self, resp: &mut http::response::Parts, cx: &RequestCx<'_>) {
+        for f in &self.response {
+            f.on_response(resp, cx);
+        }
+    }
+}
+
+/// Builds a route's chain. Validation has already checked the settings; anything
+/// that still cannot compile is reported, never panicked on.
+pub fn compile(filters: &[config::Filter]) -> Result<FilterChain, String> {
+    let mut chain = FilterChain::default();
+    for (i, f) in filters.iter().enumerate() {
+        let missing = || {
+            format!(
+                "filters[{i}].{}: required when type is {:?}",
+                f.kind.field(),
+                f.kind
+            )
+        };
+        match f.kind {
+            config::FilterType::RequestHeaderModifier => {
+                let m = f.request_header_modifier.as_ref().ok_or_else(missing)?;
+                chain
+                    .request
+                    .push(Arc::new(headers::RequestHeaders(headers::Edits::compile(
+                        m,
+                    )?)));
+            }
+            config::FilterType::ResponseHeaderModifier => {
+                let m = f.response_header_modifier.as_ref().ok_or_else(missing)?;
+                chain
+                    .response
+                    .push(Arc::new(headers::ResponseHeaders(headers::Edits::compile(
+                        m,
+                    )?)));
+            }
+            config::FilterType::RequestRedirect => {
+                let r = f.request_redirect.as_ref().ok_or_else(missing)?;
+                chain
+                    .request
+                    .push(Arc::new(redirect::Redirect::compile(r)?));
+            }
+            config::FilterType::URLRewrite => {
+                let r = f.url_rewrite.as_ref().ok_or_else(missing)?;
+                chain.request.push(Arc::new(rewrite::Rewrite::compile(r)?));
+            }
+            config::FilterType::DirectResponse => {
+                let d = f.direct_response.as_ref().ok_or_else(missing)?;
+                chain.request.push(Arc::new(direct::Direct::compile(d)?));
+            }
+        }
+    }
+    Ok(chain)
+}
+
+/// Applies a `PathModifier` to `path`; shared by redirects and rewrites.
+pub(crate) fn modify_path(
+    m: &config::PathModifier,
+    path: &str,
+    matched_prefix_len: Option<usize>,
+) -> String {
+    match m.kind {
+        config::PathModifierType::ReplaceFullPath => {
+            m.replace_full_path.clone().unwrap_or_else(|| "/".into())
+        }
+        config::PathModifierType::ReplacePrefixMatch => {
+            let replacement = m.replace_prefix_match.as_deref().unwrap_or("/");
+            let rest = &path[matched_prefix_len.unwrap_or(0).min(path.len())..];
+            let joined = format!("{}{}", replacement.trim_end_matches('/'), rest);
+            if joined.is_empty() {
+                "/".into()
+            } else {
+                joined
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(to: &str) -> config::PathModifier {
+        config::PathModifier {
+            kind: config::PathModifierType::ReplacePrefixMatch,
+            replace_full_path: None,
+            replace_prefix_match: Some(to.into()),
+        }
+    }
+
+    #[test]
+    fn replace_prefix_match_follows_gateway_api() {
+        assert_eq!(
+            modify_path(&prefix("/xyz"), "/foo/bar", Some(4)),
+            "/xyz/bar"
+        );
+        assert_eq!(
+            modify_path(&prefix("/xyz/"), "/foo/bar", Some(4)),
+            "/xyz/bar"
+        );
+        assert_eq!(modify_path(&prefix("/"), "/foo/bar", Some(4)), "/bar");
+        assert_eq!(modify_path(&prefix("/"), "/foo", Some(4)), "/");
+        assert_eq!(modify_path(&prefix("/xyz"), "/foo", Some(4)), "/xyz");
+        assert_eq!(
+            modify_path(&prefix("/v2"), "/anything", Some(0)),
+            "/v2/anything"
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! The response body handed to the client: passes frames through, counts bytes, and
+//! when it is dropped (sent, or abandoned by the client) emits the access log record
+//! and releases the endpoint's in-flight slot.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use crate::access_log::{AccessLog, AccessRecord};
+use crate::balance::InFlight;
+use crate::body::Body;
+
+pub struct LoggedBody {
+    inner: Body,
+    record: Option<AccessRecord>,
+    started: Instant,
+    log: AccessLog,
+    _in_flight: Option<InFlight>,
+}
+
+impl LoggedBody {
+    pub fn new(
+        inner: Body,
+        record: AccessRecord,
+        started: Instant,
+        log: AccessLog,
+        in_flight: Option<InFlight>,
+    ) -> Self {
+        LoggedBody {
+            inner,
+            record: Some(record),
+            started,
+            log,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut())
+        {
+            record.bytes_out += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take()
+            && self.log.enabled()
+        {
+            record.duration = self.started.elapsed();
+            self.log.send(record);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! A request's path through the gateway: route lookup in the current snapshot,
+//! request filters, backend and endpoint choice, forwarding with retries and
+//! timeouts, response filters, and the access log record.
+
+pub mod forward;
+mod logged_body;
+mod retry;
+mod send;
+
+pub use logged_body::LoggedBody;
+pub use retry::{Failure, RetryPolicy};
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use crate::access_log::{AccessLog, AccessRecord};
+use crate::balance::InFlight;
+use crate::body::Body;
+use crate::filter::{Flow, RequestCx};
+use crate::rescue::{ProxyError, rescue};
+use crate::route::{RequestView, Route};
+use crate::snapshot::Snapshot;
+use forward::X_REQUEST_ID;
+use send::{Outgoing, RequestBody};
+
+/// State shared by every connection of a gateway.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub log: AccessLog,
+}
+
+/// Facts about the downstream connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Index into the snapshot's per-listener route tables.
+    pub listener: usize,
+    pub client: SocketAddr,
+    pub scheme: &'static str,
+}
+
+/// Serves one request. Never fails: every error becomes a response (see `rescue`).
+pub async fn handle(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<LoggedBody> {
+    let started = Instant::now();
+    // The request keeps the snapshot it started with, even if a reload swaps it.
+    let snapshot = shared.snapshot.load_full();
+    let (mut parts, body) = req.into_parts();
+    let request_id = crate::request_id::take_or_make(&parts.headers);
+    let authority = authority_of(&parts);
+    let mut record = AccessRecord {
+        time: SystemTime::now(),
+        method: parts.method.clone(),
+        authority: authority.clone(),
+        path: parts.uri.path_and_query().cloned(),
+        protocol: parts.version,
+        client: conn.client.ip(),
+        status: 0,
+        bytes_in: 0,
+        bytes_in_streamed: None,
+        bytes_out: 0,
+        duration: Duration::ZERO,
+        route: None,
+        service: None,
+        upstream: None,
+        request_id: request_id.clone(),
+        retries: 0,
+        reason: None,
+    };
+    let forwarded = route_and_forward(
+        &snapshot,
+        conn,
+        &mut parts,
+        body,
+        authority.as_ref(),
+        &request_id,
+        &mut record,
+    )
+    .await;
+    let (response, in_flight) = match forwarded {
+        Ok(done) => done,
+        Err(err) => {
+            record.reason = Some(err.reason());
+            (rescue(err, request_id.to_str().unwrap_or_default()), None)
+        }
+    };
+    let (mut head, body) = response.into_parts();
+    head.headers.insert(X_REQUEST_ID.clone(), request_id);
+    record.status = head.status.as_u16();
+    Response::from_parts(
+        head,
+        LoggedBody::new(body, record, started, shared.log.clone(), in_flight),
+    )
+}
+
+async fn route_and_forward(
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    parts: &mut http::request::Parts,
+    body: Incoming,
+    authority: Option<&HeaderValue>,
+    request_id: &HeaderValue,
+    record: &mut AccessRecord,
+) -> Result<(Response<Body>, Option<InFlight>), ProxyError> {
+    let authority_text = match authority {
+        Some(a) => a.to_str().map_err(|_| ProxyError::BadRequest)?,
+        None => "",
+    };
+    let host = normalise_host(authority_text);
+    let table = snapshot
+        .tables
+        .get(conn.listener)
+        .ok_or(ProxyError::NoRoute)?;
+    let view = RequestView {
+        host: &host,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        method: &parts.method,
+        headers: &parts.headers,
+    };
+    let rule = table.find(&view).ok_or(ProxyError::NoRoute)?;
+    let route: &Route = &rule.route;
+    record.route = Some(route.name.clone());
+
+    let mut cx = RequestCx {
+        request_id: request_id.to_str().unwrap_or_default(),
+        scheme: conn.scheme,
+        authority: authority_text,
+        matched_prefix_len: rule.matched_prefix_len(),
+        host_override: None,
+    };
+    if let Flow::Respond(resp) = route.filters.on_request(parts, &mut cx) {
+        return Ok((with_response_filters(resp, route, &cx), None));
+    }
+    let upstream = route.backends.pick().ok_or(ProxyError::NoBackend)?;
+    record.service = Some(upstream.name.clone());
+
+    let mut headers = std::mem::take(&mut parts.headers);
+    forward::strip_hop_by_hop(&mut headers);
+    if let Some(authority) = authority {
+        forward::add_forwarding(&mut headers, conn.client, conn.scheme, authority);
+    }
+    forward::append_via(&mut headers, parts.version);
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    parts.headers = headers;
+
+    let host = cx.host_override.clone().or_else(|| {
+        if upstream.preserve_host {
+            authority.cloned()
+        } else {
+            None
+        }
+    });
+    let hash = upstream.hash_for(&parts.headers, conn.client.ip());
+    let body = RequestBody::prepare(body, parts, route, record).await?;
+    let outgoing = Outgoing {
+        parts: take_parts(parts),
+        body,
+        host,
+        hash,
+    };
+    let sending = send::send(upstream, route, outgoing, record);
+    let sent = match route.request_timeout {
+        Some(limit) => tokio::time::timeout(limit, sending)
+            .await
+            .map_err(|_| ProxyError::RequestTimeout)??,
+        None => sending.await?,
+    };
+    let mut response = sent.response;
+    forward::strip_hop_by_hop(response.headers_mut());
+    forward::append_via(response.headers_mut(), http::Version::HTTP_11);
+    Ok((
+        with_response_filters(response, route, &cx),
+        Some(sent.in_flight),
+    ))
+}
+
+fn with_response_filters(
+    resp: Response<Body>,
+    route: &Route,
+    cx: &RequestCx<'_>,
+) -> Response<Body> {
+    if route.filters.response.is_empty() {
+        return resp;
+    }
+    let (mut head, body) = resp.into_parts();
+    route.filters.on_response(&mut head, cx);
+    Response::from_parts(head, body)
+}
+
+/// Moves the request head out, leaving an empty one (the original is no longer used).
+fn take_parts(parts: &mut http::request::Parts) -> http::request::Parts {
+    let (empty, _) = Request::new(()).into_parts();
+    std::mem::replace(parts, empty)
+}
+
+/// The request's authority: `:authority` for HTTP/2 (and absolute-form URIs), else Host.
+fn authority_of(parts: &http::request::Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(http::header::HOST).cloned(),
+    }
+}
+
+/// Lower-case host without port or trailing dot, borrowed when already normal.
+fn normalise_host(authority: &str) -> Cow<'_, str> {
+    let host = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or(authority)
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_host;
+
+    #[test]
+    fn hosts_normalise() {
+        assert_eq!(normalise_host("API.Example.com:8080"), "api.example.com");
+        assert_eq!(normalise_host("example.com."), "example.com");
+        assert_eq!(normalise_host("[::1]:80"), "[::1]");
+        assert_eq!(normalise_host(""), "");
+    }
+}

@@ -1,0 +1,212 @@
+//! Sending a request upstream: endpoint choice, per-try timeout, and the retry loop
+//! with its budget. Only bodies the gateway holds can be sent twice.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tower::retry::budget::Budget;
+
+use super::retry::Failure;
+use crate::access_log::AccessRecord;
+use crate::balance::InFlight;
+use crate::body::Body;
+use crate::rescue::ProxyError;
+use crate::route::Route;
+use crate::upstream::{Endpoint, Upstream};
+
+/// The request body, either held (replayable) or streamed through once.
+pub enum RequestBody {
+    Held(Option<Bytes>),
+    Once(Option<Body>),
+}
+
+impl RequestBody {
+    /// Holds small bodies of retryable routes (by `content-length`); streams the rest.
+    pub async fn prepare(
+        body: Incoming,
+        parts: &http::request::Parts,
+        route: &Route,
+        record: &mut AccessRecord,
+    ) -> Result<Self, ProxyError> {
+        use http_body::Body as _;
+        if body.is_end_stream() {
+            return Ok(RequestBody::Held(None));
+        }
+        let length = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let (Some(policy), Some(n)) = (&route.retry, length)
+            && n <= policy.body_buffer_bytes
+        {
+            let collected = Limited::new(body, n as usize)
+                .collect()
+                .await
+                .map_err(|_| ProxyError::ClientBody)?;
+            let bytes = collected.to_bytes();
+            record.bytes_in = bytes.len() as u64;
+            return Ok(RequestBody::Held(Some(bytes)));
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        record.bytes_in_streamed = Some(counter.clone());
+        Ok(RequestBody::Once(Some(Body::Counted(body, counter))))
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, RequestBody::Held(_))
+    }
+
+    fn take(&mut self) -> Body {
+        match self {
+            RequestBody::Held(None) => Body::Empty,
+            RequestBody::Held(Some(bytes)) => Body::Full(Some(bytes.clone())),
+            RequestBody::Once(body) => body.take().unwrap_or_default(),
+        }
+    }
+}
+
+/// A response from the upstream, with the endpoint's in-flight slot still held.
+pub struct Sent {
+    pub response: Response<Body>,
+    pub in_flight: InFlight,
+}
+
+/// What stays the same across tries.
+pub struct Outgoing {
+    pub parts: http::request::Parts,
+    pub body: RequestBody,
+    /// Host header to send; `None` means the endpoint's own `host:port`.
+    pub host: Option<HeaderValue>,
+    pub hash: Option<u64>,
+}
+
+pub async fn send(
+    upstream: &Upstream,
+    route: &Route,
+    mut out: Outgoing,
+    record: &mut AccessRecord,
+) -> Result<Sent, ProxyError> {
+    let policy = route.retry.as_ref();
+    if policy.is_some() {
+        upstream.budget.deposit();
+    }
+    let max_retries = policy.map_or(0, |p| p.attempts);
+    let pq = out
+        .parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut last_failed = None;
+    let mut retries = 0;
+    loop {
+        let idx = upstream.pick(out.hash, last_failed);
+        let endpoint = &upstream.endpoints[idx];
+        record.upstream = Some(endpoint.address.clone());
+        let may_retry = retries < max_retries && out.body.replayable();
+        let headers = if may_retry {
+            out.parts.headers.clone()
+        } else {
+            std::mem::take(&mut out.parts.headers)
+        };
+        let req = upstream_request(
+            &out.parts.method,
+            &pq,
+            endpoint,
+            headers,
+            out.host.as_ref(),
+            out.body.take(),
+        )?;
+        let in_flight = endpoint.load.start();
+        let started = Instant::now();
+        let call = upstream.client.request(req);
+        let result = match route.per_try_timeout {
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result.map_err(classify),
+                Err(_elapsed) => Err(Failure::Timeout),
+            },
+            None => call.await.map_err(classify),
+        };
+        let failure = match result {
+            Ok(resp) => {
+                endpoint.load.observe_latency(started.elapsed());
+                let status = resp.status();
+                let wanted = status.is_server_error()
+                    && policy.is_some_and(|p| p.wants(Failure::Status(status), &out.parts.method));
+                if !(wanted && may_retry && upstream.budget.withdraw()) {
+                    return Ok(Sent {
+                        response: resp.map(Body::Stream),
+                        in_flight,
+                    });
+                }
+                Failure::Status(status)
+            }
+            Err(failure) => {
+                let wanted = policy.is_some_and(|p| p.wants(failure, &out.parts.method));
+                if !(wanted && may_retry && upstream.budget.withdraw()) {
+                    return Err(failure.into());
+                }
+                failure
+            }
+        };
+        tracing::debug!(service = %upstream.name, endpoint = %endpoint.address, ?failure, retry = retries + 1, "retrying");
+        drop(in_flight);
+        last_failed = Some(idx);
+        let wait = policy.map(|p| p.backoff(retries)).unwrap_or_default();
+        retries += 1;
+        record.retries = retries;
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn upstream_request(
+    method: &http::Method,
+    pq: &PathAndQuery,
+    endpoint: &Endpoint,
+    headers: http::HeaderMap,
+    host: Option<&HeaderValue>,
+    body: Body,
+) -> Result<Request<Body>, ProxyError> {
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(endpoint.authority.clone())
+        .path_and_query(pq.clone())
+        .build()
+        .map_err(|_| ProxyError::BadRequest)?;
+    let mut req = Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    req.headers_mut().insert(
+        HOST,
+        host.cloned()
+            .unwrap_or_else(|| endpoint.host_header.clone()),
+    );
+    Ok(req)
+}
+
+fn classify(e: hyper_util::client::legacy::Error) -> Failure {
+    if e.is_connect() {
+        Failure::ConnectFailure
+    } else {
+        Failure::Reset
+    }
+}
+
+impl From<Failure> for ProxyError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::ConnectFailure => ProxyError::ConnectFailure,
+            Failure::Reset | Failure::Status(_) => ProxyError::UpstreamReset,
+            Failure::Timeout => ProxyError::PerTryTimeout,
+        }
+    }
+}

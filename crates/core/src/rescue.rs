@@ -1,0 +1,70 @@
+//! The one place where failures become responses: every error the request path can
+//! meet has a status and a machine-readable reason for the access log.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::Body;
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches the request")]
+    NoRoute,
+    #[error("the route's backends all have weight 0")]
+    NoBackend,
+    #[error("could not connect to the upstream")]
+    ConnectFailure,
+    #[error("the upstream closed or reset the connection")]
+    UpstreamReset,
+    #[error("the upstream did not answer within the per-try timeout")]
+    PerTryTimeout,
+    #[error("the request did not complete within the route's timeout")]
+    RequestTimeout,
+    #[error("the request has an invalid host or URI")]
+    BadRequest,
+    #[error("the request body could not be read")]
+    ClientBody,
+}
+
+impl ProxyError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoBackend | ProxyError::ConnectFailure => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
+            ProxyError::PerTryTimeout | ProxyError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Stable identifier used in access logs and response bodies.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoBackend => "no_backend",
+            ProxyError::ConnectFailure => "upstream_connect_failure",
+            ProxyError::UpstreamReset => "upstream_reset",
+            ProxyError::PerTryTimeout => "upstream_timeout",
+            ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::BadRequest => "bad_request",
+            ProxyError::ClientBody => "client_body_error",
+        }
+    }
+}
+
+/// A JSON error response: `{"error": reason, "message": …, "status": …, "requestId": …}`.
+pub fn rescue(err: ProxyError, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": err.reason(),
+        "message": err.to_string(),
+        "status": err.status().as_u16(),
+        "requestId": request_id,
+    });
+    let mut resp = Response::new(Body::full(body.to_string()));
+    *resp.status_mut() = err.status();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}

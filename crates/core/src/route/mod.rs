@@ -1,0 +1,120 @@
+//! Compiled routes and the per-listener route tables built from them.
+
+mod rule;
+mod table;
+
+pub use rule::{PathRule, Rule, anchored, normalise_prefix};
+pub use table::{RequestView, RouteTable};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshgate_config as config;
+
+use crate::filter::{self, FilterChain};
+use crate::proxy::RetryPolicy;
+use crate::upstream::Upstream;
+
+/// A route ready to serve: everything a request needs after it matched.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub hostnames: Vec<String>,
+    pub filters: FilterChain,
+    pub backends: Backends,
+    pub request_timeout: Option<Duration>,
+    pub per_try_timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Weighted backend services of a route.
+#[derive(Debug)]
+pub struct Backends {
+    services: Vec<(Arc<Upstream>, u32)>,
+    total: u32,
+}
+
+impl Backends {
+    /// Picks a service by weight; `None` when every weight is 0.
+    pub fn pick(&self) -> Option<&Arc<Upstream>> {
+        match self.services.as_slice() {
+            [] => None,
+            [(only, w)] => (*w > 0).then_some(only),
+            many => {
+                if self.total == 0 {
+                    return None;
+                }
+                let mut point = fastrand::u32(0..self.total);
+                many.iter()
+                    .find(|(_, w)| {
+                        if point < *w {
+                            return true;
+                        }
+                        point -= w;
+                        false
+                    })
+                    .map(|(s, _)| s)
+            }
+        }
+    }
+}
+
+/// One table per listener, in the order of `config.listeners`.
+pub fn compile_tables(
+    cfg: &config::Config,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+) -> Result<Vec<RouteTable>, String> {
+    let mut tables: Vec<RouteTable> = cfg
+        .listeners
+        .iter()
+        .map(|_| RouteTable::default())
+        .collect();
+    let mut order = 0;
+    for (ri, r) in cfg.routes.iter().enumerate() {
+        let route =
+            Arc::new(compile_route(r, upstreams).map_err(|e| format!("routes[{ri}]: {e}"))?);
+        let matches = if r.matches.is_empty() {
+            vec![config::RouteMatch::default()]
+        } else {
+            r.matches.clone()
+        };
+        for m in &matches {
+            let rule =
+                Rule::compile(route.clone(), m, order).map_err(|e| format!("routes[{ri}]: {e}"))?;
+            order += 1;
+            for (li, l) in cfg.listeners.iter().enumerate() {
+                if r.listeners.is_empty() || r.listeners.iter().any(|n| *n == l.name) {
+                    tables[li].insert(rule.clone());
+                }
+            }
+        }
+    }
+    Ok(tables.into_iter().map(RouteTable::finish).collect())
+}
+
+fn compile_route(
+    r: &config::Route,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+) -> Result<Route, String> {
+    let services = r
+        .backend_refs
+        .iter()
+        .map(|b| {
+            let up = upstreams
+                .get(&b.name)
+                .ok_or_else(|| format!("unknown service {:?}", b.name))?;
+            Ok((up.clone(), b.weight))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let total = services.iter().map(|(_, w)| *w).sum();
+    Ok(Route {
+        name: r.name.as_str().into(),
+        hostnames: r.hostnames.clone(),
+        filters: filter::compile(&r.filters)?,
+        backends: Backends { services, total },
+        request_timeout: r.timeouts.request.map(|d| d.get()),
+        per_try_timeout: r.timeouts.backend_request.map(|d| d.get()),
+        retry: r.retry.as_ref().map(RetryPolicy::from_config),
+    })
+}

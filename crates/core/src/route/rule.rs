@@ -1,0 +1,194 @@
+//! One compiled match of one route: its path condition plus the method, header and
+//! query conditions checked after the path index has narrowed the candidates.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, Method};
+use meshgate_config as config;
+use regex::Regex;
+
+use super::Route;
+
+/// How the path is matched; decides which index of the table holds the rule.
+#[derive(Debug, Clone)]
+pub enum PathRule {
+    Exact(Box<str>),
+    /// Normalised: no trailing `/` except for the root prefix `/`.
+    Prefix(Box<str>),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+enum ValueRule {
+    Exact(Box<str>),
+    Regex(Regex),
+}
+
+impl ValueRule {
+    fn new(kind: config::StringMatchType, value: &str) -> Result<Self, regex::Error> {
+        Ok(match kind {
+            config::StringMatchType::Exact => ValueRule::Exact(value.into()),
+            config::StringMatchType::RegularExpression => ValueRule::Regex(anchored(value)?),
+        })
+    }
+    fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            ValueRule::Exact(want) => want.as_bytes() == value,
+            ValueRule::Regex(re) => std::str::from_utf8(value).is_ok_and(|v| re.is_match(v)),
+        }
+    }
+}
+
+/// A regex that must match the whole input, as the Gateway API specifies.
+pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
+}
+
+/// A route's match, compiled.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub route: Arc<Route>,
+    pub path: PathRule,
+    method: Option<Method>,
+    headers: Vec<(HeaderName, ValueRule)>,
+    query: Vec<(Box<str>, ValueRule)>,
+    /// Declaration order across the config: the last tie-breaker.
+    pub order: usize,
+}
+
+impl Rule {
+    pub fn compile(
+        route: Arc<Route>,
+        m: &config::RouteMatch,
+        order: usize,
+    ) -> Result<Self, String> {
+        let path = match &m.path {
+            None => PathRule::Prefix("/".into()),
+            Some(p) => match p.kind {
+                config::PathMatchType::Exact => PathRule::Exact(p.value.as_str().into()),
+                config::PathMatchType::PathPrefix => {
+                    PathRule::Prefix(normalise_prefix(&p.value).into())
+                }
+                config::PathMatchType::RegularExpression => {
+                    PathRule::Regex(anchored(&p.value).map_err(|e| format!("path regex: {e}"))?)
+                }
+            },
+        };
+        let method = match &m.method {
+            Some(name) => Some(
+                Method::from_bytes(name.as_bytes()).map_err(|e| format!("method {name:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        let headers = m
+            .headers
+            .iter()
+            .map(|h| {
+                let name = HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|e| format!("header {:?}: {e}", h.name))?;
+                Ok((
+                    name,
+                    ValueRule::new(h.kind, &h.value).map_err(|e| format!("header regex: {e}"))?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        let query = m
+            .query_params
+            .iter()
+            .map(|q| {
+                Ok((
+                    q.name.as_str().into(),
+                    ValueRule::new(q.kind, &q.value).map_err(|e| format!("query regex: {e}"))?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Rule {
+            route,
+            path,
+            method,
+            headers,
+            query,
+            order,
+        })
+    }
+
+    /// Gateway API tie-break among rules with the same path key: a method match, then
+    /// more header matches, then more query matches, then declaration order.
+    pub fn precedence_key(
+        &self,
+    ) -> (
+        bool,
+        std::cmp::Reverse<usize>,
+        std::cmp::Reverse<usize>,
+        usize,
+    ) {
+        use std::cmp::Reverse;
+        (
+            self.method.is_none(),
+            Reverse(self.headers.len()),
+            Reverse(self.query.len()),
+            self.order,
+        )
+    }
+
+    /// The conditions other than the path.
+    pub fn matches_rest(&self, method: &Method, headers: &HeaderMap, query: Option<&str>) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != method) {
+            return false;
+        }
+        let headers_ok = self.headers.iter().all(|(name, rule)| {
+            headers
+                .get_all(name)
+                .iter()
+                .any(|v| rule.matches(v.as_bytes()))
+        });
+        headers_ok
+            && self
+                .query
+                .iter()
+                .all(|(name, rule)| query_values(query, name).any(|v| rule.matches(v.as_bytes())))
+    }
+
+    /// For `ReplacePrefixMatch`: how many bytes of the path the prefix matched.
+    pub fn matched_prefix_len(&self) -> Option<usize> {
+        match &self.path {
+            PathRule::Prefix(p) if &**p == "/" => Some(0),
+            PathRule::Prefix(p) => Some(p.len()),
+            _ => None,
+        }
+    }
+}
+
+/// `/api/` and `/api` are the same prefix; keep `/` as is.
+pub fn normalise_prefix(p: &str) -> &str {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() { "/" } else { trimmed }
+}
+
+/// Values of `name` in a raw query string (not percent-decoded).
+fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    query.unwrap_or("").split('&').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_finds_every_occurrence() {
+        let q = Some("a=1&b=2&a=3&c");
+        assert_eq!(query_values(q, "a").collect::<Vec<_>>(), ["1", "3"]);
+        assert_eq!(query_values(q, "c").collect::<Vec<_>>(), [""]);
+        assert_eq!(query_values(None, "a").count(), 0);
+    }
+
+    #[test]
+    fn prefixes_normalise() {
+        assert_eq!(normalise_prefix("/api/"), "/api");
+        assert_eq!(normalise_prefix("/"), "/");
+        assert_eq!(normalise_prefix("/api"), "/api");
+    }
+}

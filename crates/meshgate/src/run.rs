@@ -1,0 +1,91 @@
+//! `meshgate run`: build the runtime the config asks for, start the gateway, and
+//! drain gracefully on SIGTERM/SIGINT.
+
+use std::future::Future;
+use std::path::Path;
+use std::process::ExitCode;
+
+use meshgate_config::Config;
+use meshgate_core::Gateway;
+
+pub fn run_file(path: &Path) -> ExitCode {
+    init_tracing();
+    let config = match meshgate_config::load_file(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    serve(config, |_| async {})
+}
+
+/// Starts `config` on a runtime of its `runtime.workerThreads`, calls `ready` with
+/// the running gateway, and returns after a signal-triggered drain.
+pub fn serve<F, Fut>(config: Config, ready: F) -> ExitCode
+where
+    F: FnOnce(&Gateway) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let workers = config
+        .runtime
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // One worker: a current-thread runtime avoids cross-thread wake-ups entirely.
+    let runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let gateway = match Gateway::start(config).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        ready(&gateway).await;
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "draining");
+        gateway.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "ctrl-c";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+pub fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

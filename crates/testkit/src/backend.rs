@@ -1,0 +1,212 @@
+//! A real HTTP/1.1 + h2c backend for tests and the demo. It answers every request
+//! with a JSON echo of what it received, unless a path segment asks for something
+//! else (anywhere in the path, so `/orders/status/503` works behind a prefix route):
+//!
+//! - `/status/{code}`: answer with that status;
+//! - `/sleep/{ms}`: wait, then echo;
+//! - `/bytes/{n}`: stream `n` bytes (64 KiB chunks) without holding them;
+//! - `/drop`: close the connection without answering (a reset to the proxy).
+//!
+//! A `Behaviour` set on the backend can fail the first N requests (503) first.
+//! Request bodies are read and counted as they stream, never held.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Scripted misbehaviour.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    /// Answer 503 to this many requests before behaving.
+    pub fail_first: usize,
+}
+
+/// A running backend. Dropping it stops it.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    hits: Arc<AtomicUsize>,
+    stop: watch::Sender<bool>,
+}
+
+type BoxedBody = BoxBody<Bytes, std::io::Error>;
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        Self::start_with(name, Behaviour::default()).await
+    }
+
+    pub async fn start_with(name: &str, behaviour: Behaviour) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        Self::serve(listener, name, behaviour)
+    }
+
+    /// Serves on a given address (the demo uses fixed ports when it can).
+    pub async fn start_on(addr: SocketAddr, name: &str) -> std::io::Result<Backend> {
+        Ok(Self::serve(
+            TcpListener::bind(addr).await?,
+            name,
+            Behaviour::default(),
+        ))
+    }
+
+    fn serve(listener: TcpListener, name: &str, behaviour: Behaviour) -> Backend {
+        let addr = listener.local_addr().expect("bound address");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = watch::channel(false);
+        let state = Arc::new((name.to_owned(), behaviour, hits.clone()));
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                    _ = stopped.changed() => break,
+                };
+                let state = state.clone();
+                let mut stop_conn = stopped.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| answer(state.clone(), peer, req));
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop_conn.changed() => {}
+                    }
+                });
+            }
+        });
+        Backend {
+            addr,
+            name: name.to_owned(),
+            hits,
+            stop,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and closes open connections.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn answer(
+    state: Arc<(String, Behaviour, Arc<AtomicUsize>)>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<BoxedBody>, std::io::Error> {
+    let (name, behaviour, hits) = (&state.0, &state.1, &state.2);
+    let n = hits.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let keyword = segments
+        .iter()
+        .position(|s| matches!(*s, "status" | "sleep" | "bytes" | "drop"));
+    let first = keyword.map_or("", |i| segments[i]);
+    let second = keyword
+        .and_then(|i| segments.get(i + 1))
+        .copied()
+        .unwrap_or("");
+    if n < behaviour.fail_first {
+        return Ok(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{name}: failing request {}\n", n + 1),
+        ));
+    }
+    match first {
+        "status" => {
+            let code = second
+                .parse()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            return Ok(text(code, format!("{name}: status {code}\n")));
+        }
+        "sleep" => tokio::time::sleep(Duration::from_millis(second.parse().unwrap_or(0))).await,
+        "bytes" => return Ok(stream_bytes(second.parse().unwrap_or(0))),
+        "drop" => return Err(std::io::Error::other("dropping the connection on purpose")),
+        _ => {}
+    }
+    let (parts, mut body) = req.into_parts();
+    let mut body_bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
+            body_bytes += data.len() as u64;
+        }
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or("<binary>").into(),
+            )
+        })
+        .collect();
+    let echo = serde_json::json!({
+        "backend": name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "bodyBytes": body_bytes,
+        "peer": peer.to_string(),
+    });
+    let mut resp = text(StatusCode::OK, format!("{echo}\n"));
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().expect("static"));
+    resp.headers_mut().insert(
+        "x-backend",
+        name.parse()
+            .unwrap_or_else(|_| "?".parse().expect("static")),
+    );
+    Ok(resp)
+}
+
+fn text(status: StatusCode, body: String) -> Response<BoxedBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp
+}
+
+fn stream_bytes(total: u64) -> Response<BoxedBody> {
+    const CHUNK: u64 = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK as usize]);
+    let chunks = stream::iter((0..total.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(total - i * CHUNK) as usize;
+        Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len)))
+    }));
+    let mut resp = Response::new(StreamBody::new(chunks).boxed());
+    resp.headers_mut().insert("content-length", total.into());
+    resp
+}
