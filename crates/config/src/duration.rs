@@ -26,11 +26,17 @@ impl std::str::FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let bad = || format!("invalid duration {s:?}: expected a number and a unit (ms, s, m, h), e.g. 250ms or 5s");
+        let bad = || {
+            format!(
+                "invalid duration {s:?}: expected a number and a unit (ms, s, m, h), e.g. 250ms or 5s"
+            )
+        };
         if t.is_empty() || !t.ends_with(|c: char| c.is_ascii_alphabetic()) {
             return Err(bad());
         }
-        humantime::parse_duration(t).map(Duration).map_err(|_| bad())
+        humantime::parse_duration(t)
+            .map(Duration)
+            .map_err(|_| bad())
     }
 }
 
@@ -52,13 +58,17 @@ impl<'de> Deserialize<'de> for Duration {
                 v.parse().map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Err(E::custom(format!("invalid duration {v}: a unit is required (ms, s, m, h), e.g. {v}ms or {v}s")))
+                Err(E::custom(format!(
+                    "invalid duration {v}: a unit is required (ms, s, m, h), e.g. {v}ms or {v}s"
+                )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
                 self.visit_u64(v.unsigned_abs())
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-                Err(E::custom(format!("invalid duration {v}: a unit is required (ms, s, m, h)")))
+                Err(E::custom(format!(
+                    "invalid duration {v}: a unit is required (ms, s, m, h)"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -90,9 +100,15 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!("5s".parse::<Duration>().unwrap(), Duration::from_secs(5));
-        assert_eq!("1m30s".parse::<Duration>().unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            "1m30s".parse::<Duration>().unwrap(),
+            Duration::from_secs(90)
+        );
         assert_eq!("2h".parse::<Duration>().unwrap(), Duration::from_secs(7200));
     }
 

@@ -11,7 +11,13 @@ use crate::{Config, ConfigError, ConfigErrors};
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, column: 0, path: String::new(), message: format!("cannot read: {e}") }])
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     parse_str(&src, &file)
 }
@@ -29,7 +35,13 @@ pub fn parse_str(src: &str, file: &str) -> Result<Config, ConfigErrors> {
             .into_iter()
             .map(|issue| {
                 let (line, column) = index.locate(&issue.path);
-                ConfigError { file: file.to_owned(), line, column, path: issue.path, message: issue.message }
+                ConfigError {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                    path: issue.path,
+                    message: issue.message,
+                }
             })
             .collect(),
     ))
@@ -49,8 +61,18 @@ fn deserialize(src: &str, file: &str) -> Result<Config, ConfigErrors> {
             Some(loc) if loc.line() > 0 => (loc.line() as usize, loc.column() as usize),
             _ => PathIndex::build(src).locate(&field_path),
         };
-        let path = if field_path == "." { String::new() } else { field_path };
-        ConfigErrors(vec![ConfigError { file: file.to_owned(), line, column, path, message: plain_message(&e) }])
+        let path = if field_path == "." {
+            String::new()
+        } else {
+            field_path
+        };
+        ConfigErrors(vec![ConfigError {
+            file: file.to_owned(),
+            line,
+            column,
+            path,
+            message: plain_message(&e),
+        }])
     })
 }
 
@@ -67,23 +89,77 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
 mod tests {
     use super::*;
 
-    fn first_error(src: &str) -> String {
-        parse_str(src, "t.yaml").unwrap_err().0[0].to_string()
+    fn errors(src: &str) -> String {
+        parse_str(src, "t.yaml").unwrap_err().to_string()
     }
 
     #[test]
     fn type_errors_carry_location_and_path() {
-        let src = "listeners:\n  - name: a\n    address: 127.0.0.1:1\nroutes:\n  - name: r\n    matches:\n      - path: {type: Prefix, value: /x}\n";
-        println!("{}", first_error(src));
-        let src = "routes:\n  - name: r\n    bogus: 1\n";
-        println!("{}", first_error(src));
-        let src = "routes:\n  - name: r\n    timeouts:\n      request: 5\n";
-        println!("{}", first_error(src));
-        let src = "services:\n  - name: s\n    endpoints:\n      - {address: a:1, wieght: 2}\n";
-        println!("{}", first_error(src));
-        let src = "listeners:\n  - name: a\n    address: nope\n";
-        println!("{}", first_error(src));
-        let src = "listeners: [\n";
-        println!("{}", first_error(src));
+        let cases = [
+            (
+                "listeners:\n  - name: a\n    address: 127.0.0.1:1\nroutes:\n  - name: r\n    matches:\n      - path: {type: Prefix, value: /x}\n",
+                "t.yaml:7:22: routes[0].matches[0].path.type: unknown variant `Prefix`, expected one of Exact, PathPrefix, RegularExpression",
+            ),
+            (
+                "routes:\n  - name: r\n    bogus: 1\n",
+                "t.yaml:3:5: routes[0].bogus: unknown field `bogus`, expected one of name, hostnames, listeners, matches, filters, backendRefs, timeouts, retry",
+            ),
+            (
+                "routes:\n  - name: r\n    timeouts:\n      request: 5\n",
+                "t.yaml:4:16: routes[0].timeouts.request: invalid duration 5: a unit is required (ms, s, m, h), e.g. 5ms or 5s",
+            ),
+            (
+                "services:\n  - name: s\n    endpoints:\n      - {address: a:1, wieght: 2}\n",
+                "t.yaml:4:24: services[0].endpoints[0].wieght: unknown field `wieght`, expected one of address, weight",
+            ),
+            (
+                "listeners:\n  - name: a\n    address: nope\n",
+                "t.yaml:3:14: listeners[0].address: invalid socket address syntax",
+            ),
+            (
+                "listeners: [\n",
+                "t.yaml:1:12: listeners: unclosed bracket '['",
+            ),
+        ];
+        for (src, want) in cases {
+            assert_eq!(errors(src), want, "{src}");
+        }
+    }
+
+    #[test]
+    fn semantic_errors_are_located_and_all_reported() {
+        let src = "routes:\n  - name: r\n    backendRefs:\n      - name: ordrs\nservices:\n  - name: orders\n    endpoints: []\n";
+        let want = "t.yaml:4:15: routes[0].backendRefs[0].name: unknown service \"ordrs\" (did you mean \"orders\"?)\n\
+                    t.yaml:7:16: services[0].endpoints: must list at least one endpoint";
+        assert_eq!(errors(src), want);
+    }
+
+    #[test]
+    fn missing_field_is_reported_at_its_parent() {
+        let src = "routes:\n  - name: r\n    hostnames: [a.example]\n";
+        let err = parse_str(src, "t.yaml").unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!((err.0[0].line, err.0[0].column), (2, 5));
+        assert_eq!(err.0[0].path, "routes[0].backendRefs");
+    }
+
+    #[test]
+    fn valid_document_parses_with_defaults() {
+        let src = "listeners:\n  - {name: web, address: 127.0.0.1:8080}\nroutes:\n  - name: r\n    backendRefs: [{name: s}]\nservices:\n  - {name: s, endpoints: [127.0.0.1:9000]}\n";
+        let config = parse_str(src, "t.yaml").unwrap();
+        assert_eq!(config.routes[0].backend_refs[0].weight, 1);
+        assert_eq!(config.services[0].endpoints[0].address, "127.0.0.1:9000");
+        assert_eq!(config.access_log.path, "stdout");
+    }
+
+    #[test]
+    fn unreadable_file_has_no_position() {
+        let err = load_file(Path::new("/nonexistent/meshgate.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/nonexistent/meshgate.yaml: cannot read: "),
+            "{err}"
+        );
     }
 }

@@ -24,7 +24,10 @@ impl PathIndex {
             let pos = (span.start.line(), span.start.col() + 1);
             match event {
                 Event::Scalar(value, ..) => {
-                    if let Some(Frame::Map { key: key @ None, .. }) = stack.last_mut() {
+                    if let Some(Frame::Map {
+                        key: key @ None, ..
+                    }) = stack.last_mut()
+                    {
                         *key = Some(value.into_owned());
                         continue;
                     }
@@ -58,7 +61,11 @@ impl PathIndex {
         match stack.last_mut()? {
             Frame::Map { path, key } => {
                 let key = key.take()?;
-                Some(if path.is_empty() { key } else { format!("{path}.{key}") })
+                Some(if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                })
             }
             Frame::Seq { path, next } => {
                 *next += 1;
@@ -100,7 +107,10 @@ mod tests {
     #[test]
     fn missing_fields_fall_back_to_parent() {
         let idx = PathIndex::build(DOC);
-        assert_eq!(idx.locate("routes[0].backendRefs[0].name"), idx.locate("routes[0]"));
+        assert_eq!(
+            idx.locate("routes[0].backendRefs[0].name"),
+            idx.locate("routes[0]")
+        );
         assert_eq!(idx.locate("routes[0]"), (5, 5));
     }
 }

@@ -1,7 +1,21 @@
 //! Semantic checks that the types alone cannot express: references, uniqueness,
-//! regexes, per-filter required settings. Each issue names its field path.
+//! syntax of names and patterns, per-filter required settings, ranges. Each issue
+//! names its field path (`routes[2].matches[0].path.value`), in the path syntax of
+//! the parse errors, so `load` can point it at file:line:col.
+//!
+//! Every check runs and all issues are returned. The walk visits the model in field
+//! order (runtime, accessLog, listeners, routes, services; entries by index; within
+//! an entry, its fields in declaration order), so issues come out in the order they
+//! appear in a document written in that order; no sorting is needed.
+
+mod names;
+mod route;
+mod route_filter;
+mod service;
+mod syntax;
 
 use crate::Config;
+use names::{Kind, Known};
 
 /// A semantic problem at a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,9 +24,70 @@ pub(crate) struct Issue {
     pub message: String,
 }
 
+/// Collects issues while walking the config.
+#[derive(Debug, Default)]
+pub(crate) struct Issues(Vec<Issue>);
+
+impl Issues {
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Issue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Every semantic issue of `config`; empty when it is valid.
 pub(crate) fn validate(config: &Config) -> Vec<Issue> {
-    let mut issues = Vec::new();
-    let _ = config;
-    issues.sort_by(|a: &Issue, b| a.path.cmp(&b.path));
-    issues
+    let mut issues = Issues::default();
+    check_runtime(config, &mut issues);
+    let known = Known::of(config);
+    check_listeners(config, &known, &mut issues);
+    for (i, r) in config.routes.iter().enumerate() {
+        known.check_name(Kind::Route, i, &mut issues);
+        route::check(r, &format!("routes[{i}]"), &known, &mut issues);
+    }
+    for (i, s) in config.services.iter().enumerate() {
+        known.check_name(Kind::Service, i, &mut issues);
+        service::check(s, &format!("services[{i}]"), &mut issues);
+    }
+    issues.0
+}
+
+fn check_runtime(config: &Config, issues: &mut Issues) {
+    if let Some(n) = config.runtime.worker_threads
+        && !(1..=1024).contains(&n)
+    {
+        issues.add(
+            "runtime.workerThreads",
+            format!("must be 1-1024 (got {n}); omit it for one per CPU core"),
+        );
+    }
+    if config.access_log.path.trim().is_empty() {
+        issues.add(
+            "accessLog.path",
+            "must not be empty: expected stdout, stderr, off or a file path",
+        );
+    }
+}
+
+fn check_listeners(config: &Config, known: &Known<'_>, issues: &mut Issues) {
+    for (i, l) in config.listeners.iter().enumerate() {
+        known.check_name(Kind::Listener, i, issues);
+        // Port 0 asks the OS for a fresh port each time, so it never collides.
+        let duplicate = l.address.port() != 0;
+        if let Some(first) = config.listeners[..i]
+            .iter()
+            .position(|o| duplicate && o.address == l.address)
+        {
+            let other = &config.listeners[first].name;
+            issues.add(
+                format!("listeners[{i}].address"),
+                format!(
+                    "address {} is already used by listener {other:?} (listeners[{first}])",
+                    l.address
+                ),
+            );
+        }
+    }
 }

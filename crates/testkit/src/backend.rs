@@ -32,6 +32,8 @@ use tokio::sync::watch;
 pub struct Behaviour {
     /// Answer 503 to this many requests before behaving.
     pub fail_first: usize,
+    /// Wait this long before every answer (a slow replica).
+    pub delay: Duration,
 }
 
 /// A running backend. Dropping it stops it.
@@ -123,14 +125,25 @@ async fn answer(
     let n = hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let keyword = segments
-        .iter()
-        .position(|s| matches!(*s, "status" | "sleep" | "bytes" | "drop"));
+    // A keyword counts only with its numeric argument (`/drop` only as the last
+    // segment), so ordinary paths such as `/api/status` are still echoed.
+    let numeric = |i: usize| {
+        segments
+            .get(i + 1)
+            .is_some_and(|a| a.parse::<u64>().is_ok())
+    };
+    let keyword = segments.iter().enumerate().position(|(i, s)| {
+        matches!(*s, "status" | "sleep" | "bytes") && numeric(i)
+            || *s == "drop" && i + 1 == segments.len()
+    });
     let first = keyword.map_or("", |i| segments[i]);
     let second = keyword
         .and_then(|i| segments.get(i + 1))
         .copied()
         .unwrap_or("");
+    if !behaviour.delay.is_zero() {
+        tokio::time::sleep(behaviour.delay).await;
+    }
     if n < behaviour.fail_first {
         return Ok(text(
             StatusCode::SERVICE_UNAVAILABLE,

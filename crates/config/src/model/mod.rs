@@ -60,7 +60,10 @@ impl Runtime {
 
 impl Default for Runtime {
     fn default() -> Self {
-        Self { worker_threads: None, drain_timeout: Self::default_drain_timeout() }
+        Self {
+            worker_threads: None,
+            drain_timeout: Self::default_drain_timeout(),
+        }
     }
 }
 
@@ -81,7 +84,9 @@ impl AccessLog {
 
 impl Default for AccessLog {
     fn default() -> Self {
-        Self { path: Self::default_path() }
+        Self {
+            path: Self::default_path(),
+        }
     }
 }
 

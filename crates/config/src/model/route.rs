@@ -159,7 +159,13 @@ impl Retry {
         2
     }
     pub fn default_retry_on() -> Vec<RetryOn> {
-        vec![RetryOn::ConnectFailure, RetryOn::Reset, RetryOn::Status(502), RetryOn::Status(503), RetryOn::Status(504)]
+        vec![
+            RetryOn::ConnectFailure,
+            RetryOn::Reset,
+            RetryOn::Status(502),
+            RetryOn::Status(503),
+            RetryOn::Status(504),
+        ]
     }
     fn default_buffer() -> u64 {
         64 * 1024
@@ -189,6 +195,9 @@ impl Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Self::default_base(), max: Self::default_max() }
+        Self {
+            base: Self::default_base(),
+            max: Self::default_max(),
+        }
     }
 }

@@ -76,11 +76,17 @@ impl<'de> Deserialize<'de> for Endpoint {
                 f.write_str("\"host:port\" or {address, weight}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Endpoint, E> {
-                Ok(Endpoint { address: v.to_owned(), weight: 1 })
+                Ok(Endpoint {
+                    address: v.to_owned(),
+                    weight: 1,
+                })
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Endpoint, A::Error> {
                 let f = EndpointFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(Endpoint { address: f.address, weight: f.weight })
+                Ok(Endpoint {
+                    address: f.address,
+                    weight: f.weight,
+                })
             }
         }
         d.deserialize_any(V)
@@ -154,7 +160,10 @@ impl Pool {
 
 impl Default for Pool {
     fn default() -> Self {
-        Self { max_idle_per_endpoint: Self::default_max_idle(), idle_timeout: Self::default_idle_timeout() }
+        Self {
+            max_idle_per_endpoint: Self::default_max_idle(),
+            idle_timeout: Self::default_idle_timeout(),
+        }
     }
 }
 
@@ -188,6 +197,10 @@ impl RetryBudget {
 
 impl Default for RetryBudget {
     fn default() -> Self {
-        Self { percent: Self::default_percent(), min_retries_per_second: Self::default_min(), window: Self::default_ttl() }
+        Self {
+            percent: Self::default_percent(),
+            min_retries_per_second: Self::default_min(),
+            window: Self::default_ttl(),
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! Load balancing: choosing which endpoint of an upstream cluster gets a request.
 //!
 //! A [`Balancer`] is built once per config for a fixed, weighted endpoint list and
-//! is immutable afterwards; live load is tracked separately, per endpoint, in an
-//! [`EndpointLoad`] that outlives config reloads of the same address. A pick takes
+//! is immutable afterwards. Live load is tracked separately, per endpoint, in an
+//! [`EndpointLoad`], so it can be carried across a reload that keeps the address
+//! while the balancer itself is simply rebuilt. A pick takes
 //! no lock, allocates nothing, and touches at most one shared atomic counter
 //! (round robin) or reads two endpoints' load atomics (P2C).
 //!
@@ -20,7 +21,9 @@
 //!   behaviour of every gateway thread choosing the same "least loaded" endpoint.
 //! - **`PeakEwma`**: power of two choices by latency estimate × (in-flight + 1) per
 //!   unit of weight. The estimate jumps up on a slow response and decays down
-//!   gradually, so a degrading endpoint is shed at once and re-admitted slowly.
+//!   gradually, so a degrading endpoint is shed at once and re-admitted slowly;
+//!   without fresh samples it relaxes toward a low default, so an endpoint that
+//!   stopped being picked after a spike is eventually probed again.
 //! - **`RingHash`**: consistent hashing on a ring of virtual nodes placed by endpoint
 //!   address, so a request key keeps hitting the same endpoint and removing one of N
 //!   endpoints remaps only its own ~1/N of the keys. Requests without a key are
@@ -32,6 +35,8 @@ mod load;
 mod random;
 mod ring_hash;
 mod round_robin;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -145,7 +150,9 @@ impl Balancer {
     ///
     /// `loads[i]` is endpoint i's live load (same order and length as the weights);
     /// only `LeastRequest` and `PeakEwma` read it. `hash` is the request's key for
-    /// `RingHash` (see [`hash_key`]); `None` there means a weighted random pick.
+    /// `RingHash`; `None` there means a weighted random pick. Ring points are spread
+    /// uniformly over all of `u64`, so the key must be too: pass [`hash_key`] of the
+    /// attribute, never a raw small number (those would all land on the first point).
     /// Other policies ignore `hash`.
     ///
     /// Never panics: if `loads` is shorter than the endpoint list (a caller bug),

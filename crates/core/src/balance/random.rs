@@ -11,7 +11,7 @@ use super::EndpointLoad;
 /// `fastrand` generator (no shared state, so no contention between cores).
 #[derive(Debug)]
 pub(crate) struct WeightedSampler {
-    /// `prefix[i]` = weights[0] + … + weights[i]. Empty when all weights are equal,
+    /// `prefix[i] = weights[0] + … + weights[i]`. Empty when all weights are equal,
     /// which turns every draw into one bounded integer.
     prefix: Box<[u64]>,
     len: usize,

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Virtual nodes per unit of weight. ketama's 160 keeps the spread
-/// of shares between endpoints around ±10% (1/√160) without a large ring.
+/// Virtual nodes per unit of weight. ketama's 160 keeps the standard deviation of
+/// an endpoint's share near 8% of its expected value (1/√160) with a small ring.
 pub const VNODES_PER_WEIGHT: u64 = 160;
 
 /// Upper bound on ring points (3 MiB of hashes and owners). Rings that would be
@@ -96,4 +96,43 @@ fn vnode_counts(weights: &[u32]) -> Vec<u64> {
         // v ≤ 2^32 × 160 and MAX_RING_POINTS = 2^18: the product fits u128 easily.
         .map(|&v| ((u128::from(v) * u128::from(MAX_RING_POINTS) / u128::from(total)) as u64).max(1))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_scale_with_weight() {
+        assert_eq!(vnode_counts(&[1, 2, 0]), [160, 320, 160]);
+        let ring = Ring::new(&[1, 2], &["a", "b"]);
+        assert_eq!(ring.len(), 480);
+        let owned_by_b = ring.owners.iter().filter(|&&o| o == 1).count();
+        assert_eq!(owned_by_b, 320);
+        assert!(ring.points.is_sorted());
+    }
+
+    #[test]
+    fn oversized_rings_are_capped() {
+        let counts = vnode_counts(&[u32::MAX, u32::MAX / 2, 1]);
+        let total: u64 = counts.iter().sum();
+        assert!(total <= MAX_RING_POINTS + 3, "{counts:?}");
+        assert_eq!(counts[2], 1);
+        let ratio = counts[0] as f64 / counts[1] as f64;
+        assert!((ratio - 2.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn lookup_takes_first_point_at_or_after_hash() {
+        let ring = Ring {
+            points: Box::new([10, 20, 30]),
+            owners: Box::new([0, 1, 2]),
+        };
+        assert_eq!(ring.pick(0), 0);
+        assert_eq!(ring.pick(10), 0);
+        assert_eq!(ring.pick(11), 1);
+        assert_eq!(ring.pick(30), 2);
+        assert_eq!(ring.pick(31), 0);
+        assert_eq!(ring.pick(u64::MAX), 0);
+    }
 }

@@ -114,3 +114,67 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_order_for_5_1_1() {
+        // The sequence from nginx's commit introducing smooth weighting.
+        assert_eq!(build_schedule(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn schedule_has_exact_counts_and_spreads_turns() {
+        let s = build_schedule(&[1, 2, 7]);
+        assert_eq!(s.len(), 10);
+        let count = |i| s.iter().filter(|&&x| x == i).count();
+        assert_eq!((count(0), count(1), count(2)), (1, 2, 7));
+        // The heavy endpoint never runs more than three in a row out of 7/10.
+        let longest_run = s.chunk_by(|a, b| a == b).map(<[u32]>::len).max().unwrap();
+        assert!(longest_run <= 3, "{s:?}");
+    }
+
+    #[test]
+    fn weights_are_reduced_by_gcd() {
+        assert_eq!(reduce_weights(&[10, 20, 70], MAX_SCHEDULE), [1, 2, 7]);
+        // 3,1: a a b a (ties go to the lower index).
+        assert_eq!(build_schedule(&[300, 100]), [0, 0, 1, 0]);
+        assert_eq!(reduce_weights(&[0, 2], MAX_SCHEDULE), [1, 2]);
+    }
+
+    #[test]
+    fn large_coprime_weights_are_scaled_to_the_cap() {
+        let weights = [1_000_003, 2_000_000, 7, u32::MAX];
+        let reduced = reduce_weights(&weights, MAX_SCHEDULE);
+        let sum: u64 = reduced.iter().map(|&w| u64::from(w)).sum();
+        assert!(sum <= MAX_SCHEDULE + weights.len() as u64, "{reduced:?}");
+        // No endpoint vanishes, and the ratios survive to within rounding.
+        assert!(reduced.iter().all(|&w| w >= 1));
+        let ratio = f64::from(reduced[1]) / f64::from(reduced[0]);
+        assert!((ratio - 2.0).abs() < 0.01, "{reduced:?}");
+        let s = build_schedule(&weights);
+        assert_eq!(s.len() as u64, sum);
+    }
+
+    #[test]
+    fn uniform_weights_skip_the_schedule() {
+        let rr = RoundRobin::new(&[3, 3, 3]);
+        assert!(rr.schedule.is_empty());
+        let first = rr.pick();
+        assert_eq!(
+            (rr.pick(), rr.pick(), rr.pick()),
+            ((first + 1) % 3, (first + 2) % 3, first)
+        );
+    }
+
+    #[test]
+    fn counter_wraparound_stays_in_bounds() {
+        let rr = RoundRobin::new(&[1, 2, 7]);
+        rr.next.0.store(usize::MAX - 5, Relaxed);
+        for _ in 0..20 {
+            assert!(rr.pick() < 3);
+        }
+    }
+}

@@ -84,7 +84,7 @@ pub fn compile_tables(
                 Rule::compile(route.clone(), m, order).map_err(|e| format!("routes[{ri}]: {e}"))?;
             order += 1;
             for (li, l) in cfg.listeners.iter().enumerate() {
-                if r.listeners.is_empty() || r.listeners.iter().any(|n| *n == l.name) {
+                if r.listeners.is_empty() || r.listeners.contains(&l.name) {
                     tables[li].insert(rule.clone());
                 }
             }

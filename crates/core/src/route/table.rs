@@ -13,7 +13,8 @@ use super::rule::{PathRule, Rule};
 struct HostRules {
     exact: HashMap<Box<str>, Vec<Rule>>,
     prefix: HashMap<Box<str>, Vec<Rule>>,
-    /// Declaration order; tried after every exact and prefix candidate.
+    /// Declaration order; tried after exact paths and before prefixes (as Envoy
+    /// Gateway and Contour do), so a catch-all `PathPrefix /` cannot shadow them.
     regex: Vec<Rule>,
 }
 
@@ -37,6 +38,15 @@ impl HostRules {
         if let Some(hit) = self.exact.get(req.path).and_then(|rules| pick(rules, req)) {
             return Some(hit);
         }
+        let regex_hit = self.regex.iter().find(|r| match &r.path {
+            PathRule::Regex(re) => {
+                re.is_match(req.path) && r.matches_rest(req.method, req.headers, req.query)
+            }
+            _ => false,
+        });
+        if regex_hit.is_some() {
+            return regex_hit;
+        }
         if !self.prefix.is_empty() {
             // Longest prefix first: the whole path, then each shorter segment boundary.
             let path = req.path;
@@ -52,12 +62,7 @@ impl HostRules {
                 end = path[..end].rfind('/').unwrap_or(0);
             }
         }
-        self.regex.iter().find(|r| match &r.path {
-            PathRule::Regex(re) => {
-                re.is_match(req.path) && r.matches_rest(req.method, req.headers, req.query)
-            }
-            _ => false,
-        })
+        None
     }
 }
 
