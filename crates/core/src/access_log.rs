@@ -34,33 +34,54 @@ pub struct AccessRecord {
     pub reason: Option<&'static str>,
 }
 
+/// The line as written: fields in a fixed order, borrowed from the record.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    time: String,
+    request_id: &'a str,
+    client: String,
+    method: &'a str,
+    authority: Option<&'a str>,
+    path: Option<&'a str>,
+    protocol: &'static str,
+    status: u16,
+    route: Option<&'a str>,
+    service: Option<&'a str>,
+    upstream: Option<&'a str>,
+    retries: u32,
+    reason: Option<&'static str>,
+    bytes_in: u64,
+    bytes_out: u64,
+    duration_ms: f64,
+}
+
 impl AccessRecord {
-    fn to_json(&self) -> serde_json::Value {
-        let text =
-            |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes_in = self.bytes_in
-            + self
-                .bytes_in_streamed
-                .as_ref()
-                .map_or(0, |c| c.load(Ordering::Relaxed));
-        serde_json::json!({
-            "time": humantime::format_rfc3339_millis(self.time).to_string(),
-            "method": self.method.as_str(),
-            "authority": text(&self.authority),
-            "path": self.path.as_ref().map(|p| p.as_str()),
-            "protocol": format!("{:?}", self.protocol),
-            "client": self.client.to_canonical().to_string(),
-            "status": self.status,
-            "bytes_in": bytes_in,
-            "bytes_out": self.bytes_out,
-            "duration_ms": (self.duration.as_secs_f64() * 1e6).round() / 1e3,
-            "route": self.route.as_deref(),
-            "service": self.service.as_deref(),
-            "upstream": self.upstream.as_deref(),
-            "request_id": self.request_id.to_str().unwrap_or(""),
-            "retries": self.retries,
-            "reason": self.reason,
-        })
+    fn line(&self) -> Line<'_> {
+        let bytes_in = self.bytes_in + self.bytes_in_streamed.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        Line {
+            time: humantime::format_rfc3339_millis(self.time).to_string(),
+            request_id: self.request_id.to_str().unwrap_or(""),
+            client: self.client.to_canonical().to_string(),
+            method: self.method.as_str(),
+            authority: self.authority.as_ref().and_then(|v| v.to_str().ok()),
+            path: self.path.as_ref().map(|p| p.as_str()),
+            protocol: match self.protocol {
+                Version::HTTP_09 => "HTTP/0.9",
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            },
+            status: self.status,
+            route: self.route.as_deref(),
+            service: self.service.as_deref(),
+            upstream: self.upstream.as_deref(),
+            retries: self.retries,
+            reason: self.reason,
+            bytes_in,
+            bytes_out: self.bytes_out,
+            duration_ms: (self.duration.as_secs_f64() * 1e6).round() / 1e3,
+        }
     }
 }
 
@@ -129,7 +150,7 @@ fn write_loop(rx: Receiver<AccessRecord>, out: Box<dyn Write + Send>) {
     let mut next = rx.recv().ok();
     while let Some(record) = next {
         line.clear();
-        if serde_json::to_writer(&mut line, &record.to_json()).is_ok() {
+        if serde_json::to_writer(&mut line, &record.line()).is_ok() {
             line.push(b'\n');
             let _ = out.write_all(&line);
         }

@@ -144,6 +144,9 @@ async fn route_and_forward(
 
     let mut headers = std::mem::take(&mut parts.headers);
     forward::strip_hop_by_hop(&mut headers);
+    // hyper already answered `100-continue` to the client when the body was polled;
+    // the upstream must not wait for a second one.
+    headers.remove(http::header::EXPECT);
     if let Some(authority) = authority {
         forward::add_forwarding(&mut headers, conn.client, conn.scheme, authority);
     }
