@@ -68,3 +68,30 @@ fn print_tries(addr: &str) {
          The access log (one JSON line per request) goes to stdout. Ctrl-C stops everything.\n"
     );
 }
+
+/// `meshgate echo`: one demo backend until Ctrl-C.
+pub fn echo(listen: std::net::SocketAddr, name: &str) -> ExitCode {
+    crate::run::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let backend = match Backend::start_on(listen, name).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("echo backend {name:?} on http://{}", backend.addr);
+        let _ = tokio::signal::ctrl_c().await;
+        ExitCode::SUCCESS
+    })
+}

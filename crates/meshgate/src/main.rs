@@ -41,6 +41,15 @@ enum Command {
     },
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Run a demo echo backend (answers with a JSON echo of each request).
+    Echo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: std::net::SocketAddr,
+        /// Name the backend reports in its echo.
+        #[arg(long, default_value = "echo")]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +58,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run::run_file(&config),
         Command::Validate { file } => validate(&file),
         Command::Demo { port } => demo::run(port),
+        Command::Echo { listen, name } => demo::echo(listen, &name),
         Command::Schema => {
             println!("{}", meshgate_config::json_schema());
             ExitCode::SUCCESS
