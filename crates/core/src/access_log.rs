@@ -57,7 +57,11 @@ struct Line<'a> {
 
 impl AccessRecord {
     fn line(&self) -> Line<'_> {
-        let bytes_in = self.bytes_in + self.bytes_in_streamed.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        let bytes_in = self.bytes_in
+            + self
+                .bytes_in_streamed
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed));
         Line {
             time: humantime::format_rfc3339_millis(self.time).to_string(),
             request_id: self.request_id.to_str().unwrap_or(""),

@@ -29,14 +29,24 @@ fn last_log(lines: &[serde_json::Value]) -> &serde_json::Value {
 #[tokio::test]
 async fn per_try_timeout_gives_504_with_reason() {
     let b = Backend::start("slow").await;
-    let yaml = config("    timeouts: {backendRequest: 200ms}", &common::service("svc", &[b.addr]));
+    let yaml = config(
+        "    timeouts: {backendRequest: 200ms}",
+        &common::service("svc", &[b.addr]),
+    );
     let h = common::start(&yaml).await;
     let started = Instant::now();
     let r = h.get("h", "/sleep/2000").await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(started.elapsed() < Duration::from_millis(1500), "timed out early: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "timed out early: {:?}",
+        started.elapsed()
+    );
     assert_eq!(r.json()["error"], "upstream_timeout");
-    assert_eq!(last_log(&h.log_lines(1).await)["reason"], "upstream_timeout");
+    assert_eq!(
+        last_log(&h.log_lines(1).await)["reason"],
+        "upstream_timeout"
+    );
     // A fast request on the same route is unaffected.
     assert_eq!(h.get("h", "/sleep/10").await.status, StatusCode::OK);
 }
@@ -51,12 +61,22 @@ async fn request_timeout_covers_all_tries() {
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(r.json()["error"], "request_timeout");
     assert!(started.elapsed() < Duration::from_millis(900));
-    assert!(b.hits() >= 2, "the per-try timeout was retried before the request timeout hit");
+    assert!(
+        b.hits() >= 2,
+        "the per-try timeout was retried before the request timeout hit"
+    );
 }
 
 #[tokio::test]
 async fn retries_a_backend_that_fails_the_first_times() {
-    let b = Backend::start_with("flaky", Behaviour { fail_first: 2, ..Default::default() }).await;
+    let b = Backend::start_with(
+        "flaky",
+        Behaviour {
+            fail_first: 2,
+            ..Default::default()
+        },
+    )
+    .await;
     let extra = "    retry: {attempts: 2, backoff: {base: 5ms, max: 20ms}}";
     let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
     let r = h.get("h", "/x").await;
@@ -69,11 +89,22 @@ async fn retries_a_backend_that_fails_the_first_times() {
 
 #[tokio::test]
 async fn too_few_attempts_return_the_upstream_failure() {
-    let b = Backend::start_with("flaky", Behaviour { fail_first: 5, ..Default::default() }).await;
+    let b = Backend::start_with(
+        "flaky",
+        Behaviour {
+            fail_first: 5,
+            ..Default::default()
+        },
+    )
+    .await;
     let extra = "    retry: {attempts: 2, backoff: {base: 1ms, max: 2ms}}";
     let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
     let r = h.get("h", "/x").await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "the upstream's own 503 after the last try");
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the upstream's own 503 after the last try"
+    );
     assert_eq!(b.hits(), 3);
 }
 
@@ -89,14 +120,20 @@ async fn down_endpoint_is_retried_on_another_and_all_down_is_503() {
     }
     let log = h.log_lines(10).await;
     let retried = log.iter().filter(|l| l["retries"] == 1).count();
-    assert!(retried >= 2, "round robin sent some first tries to the dead endpoint: {retried}");
+    assert!(
+        retried >= 2,
+        "round robin sent some first tries to the dead endpoint: {retried}"
+    );
 
     let only_dead = config("", &common::service("svc", &[common::dead_addr()]));
     let h = common::start(&only_dead).await;
     let r = h.get("h", "/x").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["error"], "upstream_connect_failure");
-    assert_eq!(last_log(&h.log_lines(1).await)["reason"], "upstream_connect_failure");
+    assert_eq!(
+        last_log(&h.log_lines(1).await)["reason"],
+        "upstream_connect_failure"
+    );
 }
 
 #[tokio::test]
@@ -117,17 +154,42 @@ async fn connection_reset_is_502_and_retried_when_asked() {
 
 #[tokio::test]
 async fn non_idempotent_methods_are_retried_only_when_allowed() {
-    let b = Backend::start_with("flaky", Behaviour { fail_first: 1, ..Default::default() }).await;
+    let b = Backend::start_with(
+        "flaky",
+        Behaviour {
+            fail_first: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     let extra = "    retry: {attempts: 2, backoff: {base: 1ms, max: 2ms}}";
     let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
-    let r = h.send(Method::POST, "h", "/orders", &[], Bytes::from_static(b"{}")).await;
+    let r = h
+        .send(Method::POST, "h", "/orders", &[], Bytes::from_static(b"{}"))
+        .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(b.hits(), 1);
 
-    let b = Backend::start_with("flaky", Behaviour { fail_first: 1, ..Default::default() }).await;
-    let extra = "    retry: {attempts: 2, retryNonIdempotent: true, backoff: {base: 1ms, max: 2ms}}";
+    let b = Backend::start_with(
+        "flaky",
+        Behaviour {
+            fail_first: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let extra =
+        "    retry: {attempts: 2, retryNonIdempotent: true, backoff: {base: 1ms, max: 2ms}}";
     let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
-    let r = h.send(Method::POST, "h", "/orders", &[], Bytes::from_static(b"{\"id\":1}")).await;
+    let r = h
+        .send(
+            Method::POST,
+            "h",
+            "/orders",
+            &[],
+            Bytes::from_static(b"{\"id\":1}"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["bodyBytes"], 8, "the held body was replayed whole");
     assert_eq!(b.hits(), 2);
@@ -135,12 +197,23 @@ async fn non_idempotent_methods_are_retried_only_when_allowed() {
 
 #[tokio::test]
 async fn bodies_over_the_buffer_limit_are_streamed_and_never_retried() {
-    let b = Backend::start_with("flaky", Behaviour { fail_first: 1, ..Default::default() }).await;
+    let b = Backend::start_with(
+        "flaky",
+        Behaviour {
+            fail_first: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     let extra = "    retry: {attempts: 2, retryNonIdempotent: true, bodyBufferBytes: 1024, backoff: {base: 1ms, max: 2ms}}";
     let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
     let big = Bytes::from(vec![b'x'; 4096]);
     let r = h.send(Method::PUT, "h", "/blob", &[], big.clone()).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "not retried: the body was streamed");
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not retried: the body was streamed"
+    );
     assert_eq!(b.hits(), 1);
     let r = h.send(Method::PUT, "h", "/blob", &[], big).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -152,24 +225,56 @@ async fn bodies_over_the_buffer_limit_are_streamed_and_never_retried() {
 #[tokio::test]
 async fn retry_budget_caps_retries_during_an_outage() {
     // Every request fails; without a budget each would be retried 3 times.
-    let b = Backend::start_with("down", Behaviour { fail_first: usize::MAX, ..Default::default() }).await;
+    let b = Backend::start_with(
+        "down",
+        Behaviour {
+            fail_first: usize::MAX,
+            ..Default::default()
+        },
+    )
+    .await;
     let extra = "    retry: {attempts: 3, backoff: {base: 1ms, max: 1ms}}";
-    let svc = format!("{}    retryBudget: {{percent: 20, minRetriesPerSecond: 1, window: 10s}}\n", common::service("svc", &[b.addr]));
+    let svc = format!(
+        "{}    retryBudget: {{percent: 20, minRetriesPerSecond: 1, window: 10s}}\n",
+        common::service("svc", &[b.addr])
+    );
     let h = common::start(&config(extra, &svc)).await;
     let requests = 200;
     for _ in 0..requests {
-        assert_eq!(h.get("h", "/x").await.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            h.get("h", "/x").await.status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
     let retries = b.hits() - requests;
-    println!("{requests} requests during an outage caused {retries} retries (unbudgeted: {})", requests * 3);
+    println!(
+        "{requests} requests during an outage caused {retries} retries (unbudgeted: {})",
+        requests * 3
+    );
     // 20% of 200 requests, plus the reserve of 1/s over the 10s window.
     assert!(retries > 0, "some retries are allowed");
-    assert!(retries <= requests / 5 + 10, "budget exceeded: {retries} retries");
+    assert!(
+        retries <= requests / 5 + 10,
+        "budget exceeded: {retries} retries"
+    );
 
     // With percent 0 and no reserve nothing is retried at all.
-    let b = Backend::start_with("flaky", Behaviour { fail_first: 1, ..Default::default() }).await;
-    let svc = format!("{}    retryBudget: {{percent: 0, minRetriesPerSecond: 0}}\n", common::service("svc", &[b.addr]));
+    let b = Backend::start_with(
+        "flaky",
+        Behaviour {
+            fail_first: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let svc = format!(
+        "{}    retryBudget: {{percent: 0, minRetriesPerSecond: 0}}\n",
+        common::service("svc", &[b.addr])
+    );
     let h = common::start(&config(extra, &svc)).await;
-    assert_eq!(h.get("h", "/x").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        h.get("h", "/x").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(b.hits(), 1);
 }

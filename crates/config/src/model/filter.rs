@@ -83,7 +83,8 @@ pub struct RequestRedirect {
     pub scheme: Option<String>,
     #[serde(default)]
     pub hostname: Option<String>,
-    /// Port in the Location; absent: the scheme's default port is omitted.
+    /// Port in the Location. Absent: with `scheme` set, its well-known port; else
+    /// the listener's port. A scheme's default port is never written.
     #[serde(default)]
     pub port: Option<u16>,
     #[serde(default)]

@@ -31,6 +31,8 @@ pub struct RequestCx<'a> {
     pub scheme: &'static str,
     /// The client's Host (or `:authority`) as sent, port included.
     pub authority: &'a str,
+    /// Port of the listener the request came in on.
+    pub listener_port: u16,
     /// Bytes of the path matched by the route's `PathPrefix`, if that is how it matched.
     pub matched_prefix_len: Option<usize>,
     /// Host to send upstream instead of the client's (set by `URLRewrite`).

@@ -38,14 +38,14 @@ impl Redirect {
 
     fn location(&self, req: &http::request::Parts, cx: &RequestCx<'_>) -> String {
         let scheme = self.scheme.as_deref().unwrap_or(cx.scheme);
-        let (req_host, req_port) = split_port(cx.authority);
+        let (req_host, _) = split_port(cx.authority);
         let host = self.hostname.as_deref().unwrap_or(req_host);
-        // Gateway API: an explicit port wins; otherwise keep the request's port unless
-        // the scheme changed, in which case the new scheme's default is implied.
-        let port = match self.port {
-            Some(p) => Some(p),
-            None if scheme == cx.scheme => req_port,
-            None => None,
+        // Gateway API: an explicit port wins; with a scheme set, that scheme's
+        // well-known port; otherwise the listener's port.
+        let port = match (self.port, &self.scheme) {
+            (Some(p), _) => Some(p),
+            (None, Some(_)) => None,
+            (None, None) => Some(cx.listener_port),
         };
         let default = if scheme == "https" { 443 } else { 80 };
         let path = match &self.path {

@@ -66,10 +66,13 @@ pub fn add_forwarding(
 ) {
     let ip = client.ip().to_canonical();
     let ip_text = ip.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip_text}"),
-        None => ip_text.clone(),
-    };
+    // Repeated lines form one comma-separated list (RFC 9110 §5.3): keep them all.
+    let mut xff = String::new();
+    for prev in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+        xff.push_str(prev);
+        xff.push_str(", ");
+    }
+    xff.push_str(&ip_text);
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }

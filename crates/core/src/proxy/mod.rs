@@ -40,6 +40,8 @@ pub struct ConnInfo {
     /// Index into the snapshot's per-listener route tables.
     pub listener: usize,
     pub client: SocketAddr,
+    /// The listener's own address (the local end of the connection).
+    pub local: SocketAddr,
     pub scheme: &'static str,
 }
 
@@ -133,6 +135,7 @@ async fn route_and_forward(
         request_id: request_id.to_str().unwrap_or_default(),
         scheme: conn.scheme,
         authority: authority_text,
+        listener_port: conn.local.port(),
         matched_prefix_len: rule.matched_prefix_len(),
         host_override: None,
     };

@@ -154,6 +154,7 @@ async fn accept_loop(
         .header_read_timeout(Duration::from_secs(30));
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let local_addr = listener.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -167,7 +168,8 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Arc::new(ConnInfo { listener: index, client, scheme: "http" });
+                let local = stream.local_addr().unwrap_or(local_addr);
+                let conn = Arc::new(ConnInfo { listener: index, client, local, scheme: "http" });
                 let shared = shared.clone();
                 let service = service_fn(move |req| {
                     let shared = shared.clone();
