@@ -68,7 +68,11 @@ pub fn add_forwarding(
     let ip_text = ip.to_string();
     // Repeated lines form one comma-separated list (RFC 9110 §5.3): keep them all.
     let mut xff = String::new();
-    for prev in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+    for prev in headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         xff.push_str(prev);
         xff.push_str(", ");
     }

@@ -154,7 +154,9 @@ async fn accept_loop(
         .header_read_timeout(Duration::from_secs(30));
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
-    let local_addr = listener.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let local_addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
