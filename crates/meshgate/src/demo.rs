@@ -10,16 +10,15 @@ const DEMO_CONFIG: &str = include_str!("demo.yaml");
 pub fn run(port: u16) -> ExitCode {
     crate::run::init_tracing();
     // Backends need a runtime before the gateway's exists; a small one of their own.
-    let backends_rt = match tokio::runtime::Builder::new_multi_thread()
+    // The backends run on a worker thread of their own while the main thread blocks
+    // on the gateway's runtime, so this one must be multi-threaded.
+    let backends_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        .build();
+    let Ok(backends_rt) = backends_rt.map_err(|e| eprintln!("cannot start the runtime: {e}"))
+    else {
+        return ExitCode::FAILURE;
     };
     let backends: Vec<Backend> = backends_rt.block_on(async {
         vec![
@@ -72,15 +71,8 @@ fn print_tries(addr: &str) {
 /// `meshgate echo`: one demo backend until Ctrl-C.
 pub fn echo(listen: std::net::SocketAddr, name: &str) -> ExitCode {
     crate::run::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::run::runtime(1) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         let backend = match Backend::start_on(listen, name).await {

@@ -31,23 +31,8 @@ where
         .runtime
         .worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // One worker: a current-thread runtime avoids cross-thread wake-ups entirely.
-    let runtime = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(workers) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let gateway = match Gateway::start(config).await {
@@ -64,6 +49,24 @@ where
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// A tokio runtime with `workers` threads (reporting failure on stderr). One worker:
+/// a current-thread runtime, which avoids cross-thread wake-ups entirely.
+pub fn runtime(workers: usize) -> Option<tokio::runtime::Runtime> {
+    let built = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    };
+    built
+        .map_err(|e| eprintln!("cannot start the runtime: {e}"))
+        .ok()
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use meshgate_config as config;
 
-use super::{Filter, Flow, RequestCx};
+use super::{Filter, Flow, RequestCx, header_pair};
 use crate::body::Body;
 
 #[derive(Debug)]
@@ -21,13 +21,7 @@ impl Direct {
         let headers = d
             .headers
             .iter()
-            .map(|h| {
-                let n = HeaderName::from_bytes(h.name.as_bytes())
-                    .map_err(|e| format!("header name {:?}: {e}", h.name))?;
-                let v = HeaderValue::from_str(&h.value)
-                    .map_err(|e| format!("header value {:?}: {e}", h.value))?;
-                Ok((n, v))
-            })
+            .map(header_pair)
             .collect::<Result<_, String>>()?;
         Ok(Direct {
             status,

@@ -3,7 +3,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use meshgate_config as config;
 
-use super::{Filter, Flow, RequestCx};
+use super::{Filter, Flow, RequestCx, header_pair};
 
 /// Header edits with names and values parsed once.
 #[derive(Debug)]
@@ -15,16 +15,9 @@ pub struct Edits {
 
 impl Edits {
     pub fn compile(m: &config::HeaderModifier) -> Result<Self, String> {
-        let pair = |h: &config::HeaderValue| -> Result<(HeaderName, HeaderValue), String> {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|e| format!("header name {:?}: {e}", h.name))?;
-            let value = HeaderValue::from_str(&h.value)
-                .map_err(|e| format!("header value {:?}: {e}", h.value))?;
-            Ok((name, value))
-        };
         Ok(Edits {
-            set: m.set.iter().map(pair).collect::<Result<_, _>>()?,
-            add: m.add.iter().map(pair).collect::<Result<_, _>>()?,
+            set: m.set.iter().map(header_pair).collect::<Result<_, _>>()?,
+            add: m.add.iter().map(header_pair).collect::<Result<_, _>>()?,
             remove: m
                 .remove
                 .iter()

@@ -122,6 +122,17 @@ pub fn compile(filters: &[config::Filter]) -> Result<FilterChain, String> {
     Ok(chain)
 }
 
+/// A configured header name and value, parsed once at compile time.
+pub(crate) fn header_pair(
+    h: &config::HeaderValue,
+) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let name = http::HeaderName::from_bytes(h.name.as_bytes())
+        .map_err(|e| format!("header name {:?}: {e}", h.name))?;
+    let value = http::HeaderValue::from_str(&h.value)
+        .map_err(|e| format!("header value {:?}: {e}", h.value))?;
+    Ok((name, value))
+}
+
 /// Applies a `PathModifier` to `path`; shared by redirects and rewrites.
 pub(crate) fn modify_path(
     m: &config::PathModifier,
