@@ -3,11 +3,12 @@
 //! upstream services and load balancing (`upstream`, `balance`), forwarding with
 //! retries and timeouts (`proxy`), error responses (`rescue`) and the access log.
 
-pub mod access_log;
+pub use meshgate_observe::access_log;
 pub mod balance;
 pub mod body;
 pub mod filter;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod rescue;
 pub mod route;
@@ -15,5 +16,6 @@ pub mod server;
 pub mod snapshot;
 pub mod upstream;
 
+pub use reload::{ReloadError, ReloadStatus, Reloader};
 pub use server::{Gateway, StartError};
 pub use snapshot::Snapshot;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use meshgate_config::Config;
+use meshgate_observe::Metrics;
 
 use crate::route::{RouteTable, compile_tables};
 use crate::upstream::Upstream;
@@ -13,8 +14,8 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct Snapshot {
     pub config: Arc<Config>,
-    /// One per `config.listeners` entry, same order.
-    pub tables: Vec<RouteTable>,
+    /// One per `config.listeners` entry, same order, by listener name.
+    pub tables: Vec<(Arc<str>, RouteTable)>,
     pub upstreams: HashMap<String, Arc<Upstream>>,
 }
 
@@ -24,8 +25,20 @@ pub struct Snapshot {
 pub struct CompileError(pub String);
 
 impl Snapshot {
+    /// The route table of listener `name` (a short scan: listeners are few).
+    pub fn table(&self, name: &str) -> Option<&RouteTable> {
+        self.tables
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, t)| t)
+    }
+
     /// Compiles `config`, reusing upstreams of `previous` whose service settings are unchanged.
-    pub fn compile(config: Config, previous: Option<&Snapshot>) -> Result<Self, CompileError> {
+    pub fn compile(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, CompileError> {
         let mut upstreams = HashMap::with_capacity(config.services.len());
         for svc in &config.services {
             let reused = previous.and_then(|p| {
@@ -37,7 +50,7 @@ impl Snapshot {
             let upstream = match reused {
                 Some(u) => u,
                 None => Arc::new(
-                    Upstream::build(svc)
+                    Upstream::build(svc, metrics)
                         .map_err(|e| CompileError(format!("services {:?}: {e}", svc.name)))?,
                 ),
             };

@@ -3,11 +3,15 @@
 //! unknown fields; every default is explicit here and in docs/configuration.md.
 
 mod filter;
+mod ops;
+mod resilience;
 mod retry_on;
 mod route;
 mod service;
 
 pub use filter::*;
+pub use ops::*;
+pub use resilience::*;
 pub use retry_on::RetryOn;
 pub use route::*;
 pub use service::*;
@@ -28,6 +32,15 @@ pub struct Config {
     /// Where the per-request access log goes.
     #[serde(default)]
     pub access_log: AccessLog,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: Admin,
+    /// How config changes are picked up.
+    #[serde(default)]
+    pub reload: Reload,
+    /// W3C trace context propagation and OTLP span export.
+    #[serde(default)]
+    pub tracing: Tracing,
     /// Addresses the gateway accepts traffic on.
     #[serde(default)]
     pub listeners: Vec<Listener>,

@@ -28,6 +28,15 @@ pub struct Service {
     /// Caps retries so they cannot amplify an outage.
     #[serde(default)]
     pub retry_budget: RetryBudget,
+    /// Active health checks. Absent: endpoints are assumed healthy.
+    #[serde(default)]
+    pub health_check: Option<super::HealthCheck>,
+    /// Passive health: ejection of endpoints failing real traffic. Absent: off.
+    #[serde(default)]
+    pub outlier_detection: Option<super::OutlierDetection>,
+    /// Load-shedding limits (always on; defaults 1024/1024/1024/3).
+    #[serde(default)]
+    pub circuit_breaker: super::CircuitBreaker,
     /// Send the client's Host upstream (default true). False: the endpoint's
     /// `host:port`. A route's `URLRewrite.hostname` overrides both.
     #[serde(default = "yes")]

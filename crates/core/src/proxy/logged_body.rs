@@ -1,6 +1,7 @@
 //! The response body handed to the client: passes frames through, counts bytes, and
-//! when it is dropped (sent, or abandoned by the client) emits the access log record
-//! and releases the endpoint's in-flight slot.
+//! when it is dropped (sent, or abandoned by the client) records the request's
+//! metrics, hands its spans to the exporter, emits the access log record, and
+//! releases the endpoint's in-flight slot.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,7 +10,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use crate::access_log::{AccessLog, AccessRecord};
+use std::sync::Arc;
+
+use meshgate_observe::access_log::AccessRecord;
+use meshgate_observe::trace::TraceContext;
+
+use super::Shared;
 use crate::balance::InFlight;
 use crate::body::Body;
 
@@ -17,7 +23,8 @@ pub struct LoggedBody {
     inner: Body,
     record: Option<AccessRecord>,
     started: Instant,
-    log: AccessLog,
+    shared: Arc<Shared>,
+    trace: Option<TraceContext>,
     _in_flight: Option<InFlight>,
 }
 
@@ -26,14 +33,16 @@ impl LoggedBody {
         inner: Body,
         record: AccessRecord,
         started: Instant,
-        log: AccessLog,
+        shared: Arc<Shared>,
+        trace: Option<TraceContext>,
         in_flight: Option<InFlight>,
     ) -> Self {
         LoggedBody {
             inner,
             record: Some(record),
             started,
-            log,
+            shared,
+            trace,
             _in_flight: in_flight,
         }
     }
@@ -68,11 +77,20 @@ impl http_body::Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some(mut record) = self.record.take()
-            && self.log.enabled()
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        record.duration = self.started.elapsed();
+        self.shared.metrics.on_request(&record);
+        if let (Some(exporter), Some(cx)) = (&self.shared.exporter, self.trace.take())
+            && cx.sampled
         {
-            record.duration = self.started.elapsed();
-            self.log.send(record);
+            for span in super::spans::of_request(&cx, &record) {
+                exporter.send(span);
+            }
+        }
+        if self.shared.log.enabled() {
+            self.shared.log.send(record);
         }
     }
 }

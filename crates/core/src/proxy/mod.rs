@@ -6,6 +6,7 @@ pub mod forward;
 mod logged_body;
 mod retry;
 mod send;
+mod spans;
 
 pub use logged_body::LoggedBody;
 pub use retry::{Failure, RetryPolicy};
@@ -18,7 +19,8 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
-use crate::access_log::{AccessLog, AccessRecord};
+use std::sync::Arc;
+
 use crate::balance::InFlight;
 use crate::body::Body;
 use crate::filter::{Flow, RequestCx};
@@ -26,19 +28,26 @@ use crate::rescue::{ProxyError, rescue};
 use crate::route::{RequestView, Route};
 use crate::snapshot::Snapshot;
 use forward::X_REQUEST_ID;
+use meshgate_observe::Metrics;
+use meshgate_observe::access_log::{AccessLog, AccessRecord};
+use meshgate_observe::metrics::KindLabels;
+use meshgate_observe::trace::{Exporter, TraceContext};
 use send::{Outgoing, RequestBody};
 
 /// State shared by every connection of a gateway.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub log: AccessLog,
+    pub metrics: Arc<Metrics>,
+    /// Present when spans are exported (`tracing.otlp`).
+    pub exporter: Option<Exporter>,
 }
 
 /// Facts about the downstream connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    /// Index into the snapshot's per-listener route tables.
-    pub listener: usize,
+    /// Name of the listener; selects the snapshot's route table.
+    pub listener: Arc<str>,
     pub client: SocketAddr,
     /// The listener's own address (the local end of the connection).
     pub local: SocketAddr,
@@ -47,7 +56,7 @@ pub struct ConnInfo {
 
 /// Serves one request. Never fails: every error becomes a response (see `rescue`).
 pub async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<LoggedBody> {
@@ -57,6 +66,7 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let request_id = crate::request_id::take_or_make(&parts.headers);
     let authority = authority_of(&parts);
+    let trace = TraceContext::from_headers(&parts.headers, snapshot.config.tracing.sample_ratio);
     let mut record = AccessRecord {
         time: SystemTime::now(),
         method: parts.method.clone(),
@@ -75,17 +85,31 @@ pub async fn handle(
         request_id: request_id.clone(),
         retries: 0,
         reason: None,
+        trace_id: Some(trace.trace_id_hex()),
+        upstream_started: None,
+        upstream_elapsed: None,
     };
-    let forwarded = route_and_forward(
-        &snapshot,
+    let meta = RequestMeta {
         conn,
-        &mut parts,
-        body,
-        authority.as_ref(),
-        &request_id,
-        &mut record,
-    )
-    .await;
+        authority: authority.as_ref(),
+        request_id: &request_id,
+        trace: &trace,
+    };
+    let forwarded = route_and_forward(&snapshot, &meta, &mut parts, body, &mut record).await;
+    if forwarded
+        .as_ref()
+        .is_err_and(|e| *e == ProxyError::RequestTimeout)
+        && let Some(service) = &record.service
+    {
+        shared
+            .metrics
+            .timeouts
+            .get_or_create(&KindLabels {
+                service: service.as_ref().into(),
+                kind: "request_timeout",
+            })
+            .inc();
+    }
     let (response, in_flight) = match forwarded {
         Ok(done) => done,
         Err(err) => {
@@ -98,28 +122,44 @@ pub async fn handle(
     record.status = head.status.as_u16();
     Response::from_parts(
         head,
-        LoggedBody::new(body, record, started, shared.log.clone(), in_flight),
+        LoggedBody::new(
+            body,
+            record,
+            started,
+            shared.clone(),
+            Some(trace),
+            in_flight,
+        ),
     )
+}
+
+/// What the request path knows about a request besides its head and body.
+struct RequestMeta<'a> {
+    conn: &'a ConnInfo,
+    authority: Option<&'a HeaderValue>,
+    request_id: &'a HeaderValue,
+    trace: &'a TraceContext,
 }
 
 async fn route_and_forward(
     snapshot: &Snapshot,
-    conn: &ConnInfo,
+    meta: &RequestMeta<'_>,
     parts: &mut http::request::Parts,
     body: Incoming,
-    authority: Option<&HeaderValue>,
-    request_id: &HeaderValue,
     record: &mut AccessRecord,
 ) -> Result<(Response<Body>, Option<InFlight>), ProxyError> {
+    let RequestMeta {
+        conn,
+        authority,
+        request_id,
+        trace,
+    } = *meta;
     let authority_text = match authority {
         Some(a) => a.to_str().map_err(|_| ProxyError::BadRequest)?,
         None => "",
     };
     let host = normalise_host(authority_text);
-    let table = snapshot
-        .tables
-        .get(conn.listener)
-        .ok_or(ProxyError::NoRoute)?;
+    let table = snapshot.table(&conn.listener).ok_or(ProxyError::NoRoute)?;
     let view = RequestView {
         host: &host,
         path: parts.uri.path(),
@@ -155,6 +195,7 @@ async fn route_and_forward(
     }
     forward::append_via(&mut headers, parts.version);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    trace.inject(&mut headers);
     parts.headers = headers;
 
     let host = cx.host_override.clone().or_else(|| {

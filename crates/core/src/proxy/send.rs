@@ -14,12 +14,12 @@ use hyper::body::Incoming;
 use tower::retry::budget::Budget;
 
 use super::retry::Failure;
-use crate::access_log::AccessRecord;
 use crate::balance::InFlight;
 use crate::body::Body;
 use crate::rescue::ProxyError;
 use crate::route::Route;
 use crate::upstream::{Endpoint, Upstream};
+use meshgate_observe::access_log::AccessRecord;
 
 /// The request body, either held (replayable) or streamed through once.
 pub enum RequestBody {
@@ -106,6 +106,8 @@ pub async fn send(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut last_failed = None;
     let mut retries = 0;
+    let first_try = Instant::now();
+    record.upstream_started = Some(std::time::SystemTime::now());
     loop {
         let idx = upstream.pick(out.hash, last_failed);
         let endpoint = &upstream.endpoints[idx];
@@ -134,6 +136,8 @@ pub async fn send(
             },
             None => call.await.map_err(classify),
         };
+        upstream.observe_try(started.elapsed(), result.as_ref().err());
+        record.upstream_elapsed = Some(first_try.elapsed());
         let failure = match result {
             Ok(resp) => {
                 endpoint.load.observe_latency(started.elapsed());
@@ -158,6 +162,11 @@ pub async fn send(
         };
         tracing::debug!(service = %upstream.name, endpoint = %endpoint.address, ?failure, retry = retries + 1, "retrying");
         drop(in_flight);
+        upstream
+            .metrics
+            .retries
+            .get_or_create(&upstream.label)
+            .inc();
         last_failed = Some(idx);
         let wait = policy.map(|p| p.backoff(retries)).unwrap_or_default();
         retries += 1;

@@ -60,11 +60,11 @@ impl Backends {
     }
 }
 
-/// One table per listener, in the order of `config.listeners`.
+/// One table per listener, named, in the order of `config.listeners`.
 pub fn compile_tables(
     cfg: &config::Config,
     upstreams: &HashMap<String, Arc<Upstream>>,
-) -> Result<Vec<RouteTable>, String> {
+) -> Result<Vec<(Arc<str>, RouteTable)>, String> {
     let mut tables: Vec<RouteTable> = cfg
         .listeners
         .iter()
@@ -90,7 +90,12 @@ pub fn compile_tables(
             }
         }
     }
-    Ok(tables.into_iter().map(RouteTable::finish).collect())
+    Ok(cfg
+        .listeners
+        .iter()
+        .zip(tables)
+        .map(|(l, t)| (Arc::from(l.name.as_str()), t.finish()))
+        .collect())
 }
 
 fn compile_route(

@@ -1,25 +1,25 @@
-//! Listeners and connections: binding, accepting, serving HTTP/1.1 and h2c with
-//! hyper, and the graceful drain on shutdown.
+//! The running gateway: its listeners, its current snapshot, config application
+//! (routes, services and listeners, without a restart) and the graceful drain.
+
+mod accept;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use meshgate_config::Config;
-use tokio::net::{TcpListener, TcpSocket};
+use meshgate_config::{Config, Listener};
+use meshgate_observe::Metrics;
+use meshgate_observe::access_log::AccessLog;
+use meshgate_observe::trace::Exporter;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
-use crate::access_log::AccessLog;
-use crate::proxy::{ConnInfo, Shared, handle};
+use crate::proxy::Shared;
 use crate::snapshot::{CompileError, Snapshot};
 
-/// Why a gateway could not start.
+/// Why a gateway could not start, or a config could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -37,13 +37,26 @@ pub enum StartError {
     },
 }
 
-/// A running gateway: its listeners, its current snapshot, its shutdown switch.
+/// A listener being served.
+struct Running {
+    spec: Listener,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// A running gateway. Methods take `&self`: share it in an `Arc` with the admin
+/// API and the reload triggers.
 pub struct Gateway {
     shared: Arc<Shared>,
-    addrs: Vec<(String, SocketAddr)>,
-    stop: watch::Sender<bool>,
-    listeners: JoinSet<()>,
-    drain_timeout: Duration,
+    /// Only touched when config is applied or the gateway stops, never per request.
+    listeners: Mutex<Vec<Running>>,
+    /// Listeners removed by a reload, still draining; awaited on shutdown.
+    draining: Mutex<Vec<JoinHandle<()>>>,
+    drain_timeout: watch::Sender<Duration>,
+    ready: AtomicBool,
+    /// Serialises `apply` calls (file watcher, SIGHUP and admin may race).
+    applying: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -58,145 +71,192 @@ impl Gateway {
     }
 
     pub async fn start_with_log(config: Config, log: AccessLog) -> Result<Self, StartError> {
-        let drain_timeout = config.runtime.drain_timeout.get();
-        let listener_specs = config.listeners.clone();
-        let snapshot = Snapshot::compile(config, None)?;
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            log,
-        });
-        let (stop, stopped) = watch::channel(false);
-        let mut listeners = JoinSet::new();
-        let mut addrs = Vec::new();
-        for (index, spec) in listener_specs.iter().enumerate() {
-            let listener = bind(spec.address).map_err(|source| StartError::Bind {
-                name: spec.name.clone(),
-                addr: spec.address,
-                source,
-            })?;
-            let local = listener.local_addr().unwrap_or(spec.address);
-            tracing::info!(listener = %spec.name, address = %local, "listening");
-            addrs.push((spec.name.clone(), local));
-            listeners.spawn(accept_loop(
-                listener,
-                index,
-                shared.clone(),
-                stopped.clone(),
-                drain_timeout,
-            ));
-        }
-        Ok(Gateway {
-            shared,
-            addrs,
-            stop,
-            listeners,
+        let metrics = Arc::new(Metrics::new());
+        let log = log.count_drops_in(metrics.access_log_dropped.clone());
+        let exporter = Exporter::start(&config.tracing);
+        let snapshot = Snapshot::compile(config, None, &metrics)?;
+        let (drain_timeout, _) = watch::channel(snapshot.config.runtime.drain_timeout.get());
+        let gateway = Gateway {
+            shared: Arc::new(Shared {
+                snapshot: ArcSwap::from_pointee(snapshot),
+                log,
+                metrics,
+                exporter,
+            }),
+            listeners: Mutex::new(Vec::new()),
+            draining: Mutex::new(Vec::new()),
             drain_timeout,
-        })
+            ready: AtomicBool::new(false),
+            applying: tokio::sync::Mutex::new(()),
+        };
+        let specs = gateway.snapshot().config.listeners.clone();
+        let bound = bind_all(&specs, false).await?;
+        gateway.serve(bound);
+        gateway.ready.store(true, Ordering::Release);
+        Ok(gateway)
     }
 
     /// The bound address of listener `name` (useful with port 0).
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.lock_listeners()
+            .iter()
+            .find(|r| r.spec.name == name)
+            .map(|r| r.local)
     }
 
-    pub fn addrs(&self) -> &[(String, SocketAddr)] {
-        &self.addrs
-    }
-
-    /// Replaces routes and services; requests in flight finish on the old snapshot.
-    /// Listener changes need a restart for now.
-    pub fn reload(&self, config: Config) -> Result<(), CompileError> {
-        let current = self.shared.snapshot.load();
-        let next = Snapshot::compile(config, Some(&current))?;
-        self.shared.snapshot.store(Arc::new(next));
-        Ok(())
+    /// Every listener's name and bound address.
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.lock_listeners()
+            .iter()
+            .map(|r| (r.spec.name.clone(), r.local))
+            .collect()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
-    /// returns once every connection is closed or the timeout passed.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        let deadline = self.drain_timeout + Duration::from_millis(100);
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// True from start until shutdown begins.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Applies a validated config: compiles it aside, binds any new listeners, and
+    /// only then swaps the snapshot. Anything failing leaves the old config serving.
+    /// Requests in flight finish on the snapshot they started with; removed
+    /// listeners stop accepting and drain; unchanged services keep their pools.
+    pub async fn apply(&self, config: Config) -> Result<(), StartError> {
+        let _one_at_a_time = self.applying.lock().await;
+        let next = Snapshot::compile(config, Some(&self.snapshot()), &self.shared.metrics)?;
+        let wanted = &next.config.listeners;
+        let (keep, gone): (Vec<Running>, Vec<Running>) = self
+            .lock_listeners()
+            .drain(..)
+            .partition(|r| wanted.contains(&r.spec));
+        let new_specs: Vec<Listener> = wanted
+            .iter()
+            .filter(|l| !keep.iter().any(|r| r.spec == **l))
+            .cloned()
+            .collect();
+        // A new listener that wants the address of one going away (a rename or a
+        // move) can only bind once that one has let go of its socket.
+        let (freeing, gone): (Vec<Running>, Vec<Running>) = gone.into_iter().partition(|r| {
+            r.spec.address.port() != 0 && new_specs.iter().any(|s| s.address == r.spec.address)
+        });
+        for r in &freeing {
+            let _ = r.stop.send(true);
+        }
+        let bound = bind_all(&new_specs, !freeing.is_empty()).await;
+        let bound = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                self.lock_listeners().extend(keep.into_iter().chain(gone));
+                self.retire(freeing);
+                return Err(e);
+            }
+        };
+        let _ = self
+            .drain_timeout
+            .send(next.config.runtime.drain_timeout.get());
+        self.shared.snapshot.store(Arc::new(next));
+        self.lock_listeners().extend(keep);
+        self.serve(bound);
+        self.retire(freeing.into_iter().chain(gone));
+        Ok(())
+    }
+
+    /// Stops listeners that left the config; they drain in the background.
+    fn retire(&self, gone: impl IntoIterator<Item = Running>) {
+        let mut draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        draining.retain(|t| !t.is_finished());
+        for r in gone {
+            tracing::info!(listener = %r.spec.name, address = %r.local, "listener removed, draining");
+            let _ = r.stop.send(true);
+            draining.push(r.task);
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain timeout),
+    /// and returns once every connection is closed or the timeout passed.
+    pub async fn shutdown(&self) {
+        self.ready.store(false, Ordering::Release);
+        let running: Vec<Running> = self.lock_listeners().drain(..).collect();
+        let mut tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.draining.lock().unwrap_or_else(|e| e.into_inner()));
+        for r in running {
+            let _ = r.stop.send(true);
+            tasks.push(r.task);
+        }
+        let deadline = *self.drain_timeout.borrow() + Duration::from_millis(100);
         let _ = tokio::time::timeout(deadline, async {
-            while self.listeners.join_next().await.is_some() {}
+            for t in tasks {
+                let _ = t.await;
+            }
         })
         .await;
     }
-}
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    index: usize,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-    drain_timeout: Duration,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let local_addr = listener
-        .local_addr()
-        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Typically EMFILE: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().unwrap_or(local_addr);
-                let conn = Arc::new(ConnInfo { listener: index, client, local, scheme: "http" });
-                let shared = shared.clone();
-                let service = service_fn(move |req| {
-                    let shared = shared.clone();
-                    let conn = conn.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, %client, "connection ended with error");
-                    }
-                });
-            }
-            _ = stopped.changed() => break,
+    fn serve(&self, bound: Vec<(Listener, tokio::net::TcpListener)>) {
+        let mut listeners = self.lock_listeners();
+        for (spec, socket) in bound {
+            let local = socket.local_addr().unwrap_or(spec.address);
+            tracing::info!(listener = %spec.name, address = %local, "listening");
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(accept::accept_loop(
+                socket,
+                spec.name.as_str().into(),
+                self.shared.clone(),
+                stopped,
+                self.drain_timeout.subscribe(),
+            ));
+            listeners.push(Running {
+                spec,
+                local,
+                stop,
+                task,
+            });
         }
     }
-    drop(listener);
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?drain_timeout,
-            "drain timeout passed with connections still open"
-        );
+
+    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        // A poisoned lock only means a panic elsewhere; the list itself is intact.
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Binds every spec or none (sockets bound so far close when this returns an error).
+/// With `wait_for_free`, an address still held by a stopping listener is retried
+/// for up to a second.
+async fn bind_all(
+    specs: &[Listener],
+    wait_for_free: bool,
+) -> Result<Vec<(Listener, tokio::net::TcpListener)>, StartError> {
+    let mut bound = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let mut tries = 0;
+        let socket = loop {
+            match accept::bind(spec.address) {
+                Err(e)
+                    if wait_for_free
+                        && e.kind() == std::io::ErrorKind::AddrInUse
+                        && tries < 100 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => break other,
+            }
+        };
+        let socket = socket.map_err(|source| StartError::Bind {
+            name: spec.name.clone(),
+            addr: spec.address,
+            source,
+        })?;
+        bound.push((spec.clone(), socket));
+    }
+    Ok(bound)
 }

@@ -12,8 +12,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshgate_config as config;
 use tower::retry::budget::TpsBudget;
 
+use meshgate_observe::Metrics;
+use meshgate_observe::metrics::{KindLabels, ServiceLabel};
+
 use crate::balance::{Balancer, EndpointLoad, hash_key};
 use crate::body::Body;
+use crate::proxy::Failure;
 
 /// One endpoint of a service.
 #[derive(Debug)]
@@ -36,6 +40,9 @@ pub struct Upstream {
     pub client: Client<HttpConnector, Body>,
     pub budget: TpsBudget,
     pub preserve_host: bool,
+    pub metrics: Arc<Metrics>,
+    /// This service's metric label, built once.
+    pub label: ServiceLabel,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -48,7 +55,7 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn build(svc: &config::Service) -> Result<Self, String> {
+    pub fn build(svc: &config::Service, metrics: &Arc<Metrics>) -> Result<Self, String> {
         let endpoints = svc
             .endpoints
             .iter()
@@ -93,7 +100,24 @@ impl Upstream {
             client,
             budget: TpsBudget::new(b.window.get(), b.min_retries_per_second, b.percent / 100.0),
             preserve_host: svc.preserve_host,
+            label: metrics.service(&svc.name.as_str().into()),
+            metrics: metrics.clone(),
         })
+    }
+
+    /// Records one upstream try: its latency, and a per-try timeout if that is how it ended.
+    pub fn observe_try(&self, elapsed: std::time::Duration, failure: Option<&Failure>) {
+        self.metrics
+            .upstream_duration
+            .get_or_create(&self.label)
+            .observe(elapsed.as_secs_f64());
+        if failure == Some(&Failure::Timeout) {
+            let kind = KindLabels {
+                service: self.label.service.clone(),
+                kind: "upstream_timeout",
+            };
+            self.metrics.timeouts.get_or_create(&kind).inc();
+        }
     }
 
     /// Chooses an endpoint, avoiding `avoid` (the one that just failed) when there

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Version};
+use prometheus_client::metrics::counter::Counter;
 
 /// Everything one log line says. Fields are cheap clones of what the request already
 /// holds (shared `Bytes`, `Arc<str>`), so filling it costs no copies of strings.
@@ -32,6 +33,23 @@ pub struct AccessRecord {
     pub request_id: HeaderValue,
     pub retries: u32,
     pub reason: Option<&'static str>,
+    /// W3C trace id (hex), when the request is traced.
+    pub trace_id: Option<String>,
+    /// When the first upstream try started, and how long until the last try's
+    /// response headers (or failure).
+    pub upstream_started: Option<SystemTime>,
+    pub upstream_elapsed: Option<Duration>,
+}
+
+impl AccessRecord {
+    /// Request body bytes, held or streamed.
+    pub fn bytes_in_total(&self) -> u64 {
+        self.bytes_in
+            + self
+                .bytes_in_streamed
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// The line as written: fields in a fixed order, borrowed from the record.
@@ -50,6 +68,8 @@ struct Line<'a> {
     upstream: Option<&'a str>,
     retries: u32,
     reason: Option<&'static str>,
+    trace_id: Option<&'a str>,
+    upstream_ms: Option<f64>,
     bytes_in: u64,
     bytes_out: u64,
     duration_ms: f64,
@@ -82,18 +102,25 @@ impl AccessRecord {
             upstream: self.upstream.as_deref(),
             retries: self.retries,
             reason: self.reason,
+            trace_id: self.trace_id.as_deref(),
+            upstream_ms: self.upstream_elapsed.map(millis),
             bytes_in,
             bytes_out: self.bytes_out,
-            duration_ms: (self.duration.as_secs_f64() * 1e6).round() / 1e3,
+            duration_ms: millis(self.duration),
         }
     }
+}
+
+/// Milliseconds with microsecond precision.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Handle to the log writer; cloned into every connection.
 #[derive(Debug, Clone, Default)]
 pub struct AccessLog {
     tx: Option<SyncSender<AccessRecord>>,
-    dropped: Arc<AtomicU64>,
+    dropped: Counter,
 }
 
 /// Records queued before the request path starts dropping them (and counting that).
@@ -124,8 +151,14 @@ impl AccessLog {
             .spawn(move || write_loop(rx, out))?;
         Ok(AccessLog {
             tx: Some(tx),
-            dropped: Arc::default(),
+            dropped: Counter::default(),
         })
+    }
+
+    /// Counts dropped lines in `counter` (the registry's) from now on.
+    pub fn count_drops_in(mut self, counter: Counter) -> Self {
+        self.dropped = counter;
+        self
     }
 
     pub fn enabled(&self) -> bool {
@@ -136,13 +169,13 @@ impl AccessLog {
         if let Some(tx) = &self.tx
             && let Err(TrySendError::Full(_)) = tx.try_send(record)
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
         }
     }
 
     /// Records lost because the writer could not keep up.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.dropped.get()
     }
 }
 

@@ -1,0 +1,328 @@
+//! The metrics registry (prometheus-client, OpenMetrics text). Labels are only
+//! names from the config (routes, services, listeners, endpoints), fixed method
+//! names and status classes, so cardinality is bounded by the config, never by
+//! traffic (no raw paths, hosts or client addresses).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::access_log::AccessRecord;
+
+/// A config-given name as a label value (cheap to clone).
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct Name(pub Arc<str>);
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
+impl From<Arc<str>> for Name {
+    fn from(s: Arc<str>) -> Self {
+        Name(s)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name(s.into())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: Name,
+    pub service: Name,
+    pub method: &'static str,
+    pub status_class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: Name,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: Name,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: Name,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub service: Name,
+    pub endpoint: Name,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub service: Name,
+    /// `upstream_timeout` / `request_timeout`, or the circuit-breaker limit hit.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms … ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Every metric the gateway exports. One per process; survives config reloads.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Histograms<RouteLabel>,
+    pub upstream_duration: Histograms<ServiceLabel>,
+    pub request_bytes: Family<RouteLabel, Counter>,
+    pub response_bytes: Family<RouteLabel, Counter>,
+    pub active_connections: Family<ListenerLabel, Gauge>,
+    pub connections: Family<ListenerLabel, Counter>,
+    pub retries: Family<ServiceLabel, Counter>,
+    pub timeouts: Family<KindLabels, Counter>,
+    pub overflows: Family<KindLabels, Counter>,
+    pub ejections: Family<ServiceLabel, Counter>,
+    pub endpoint_healthy: Family<EndpointLabels, Gauge>,
+    pub endpoint_ejected: Family<EndpointLabels, Gauge>,
+    pub config_reloads: Family<ResultLabel, Counter>,
+    pub config_version: Gauge,
+    pub access_log_dropped: Counter,
+    pub spans_dropped: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("meshgate");
+        let requests = Family::default();
+        r.register(
+            "requests",
+            "Requests served, by route, service, method and status class",
+            requests.clone(),
+        );
+        let request_duration: Histograms<RouteLabel> =
+            Family::new_with_constructor(latency_histogram);
+        r.register_with_unit(
+            "request_duration",
+            "Downstream request duration, first byte in to last byte out",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let upstream_duration: Histograms<ServiceLabel> =
+            Family::new_with_constructor(latency_histogram);
+        r.register_with_unit(
+            "upstream_duration",
+            "Upstream try duration until response headers",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let request_bytes = Family::default();
+        r.register_with_unit(
+            "request_body",
+            "Request body bytes received",
+            Unit::Bytes,
+            request_bytes.clone(),
+        );
+        let response_bytes = Family::default();
+        r.register_with_unit(
+            "response_body",
+            "Response body bytes sent",
+            Unit::Bytes,
+            response_bytes.clone(),
+        );
+        let active_connections = Family::default();
+        r.register(
+            "active_connections",
+            "Open downstream connections",
+            active_connections.clone(),
+        );
+        let connections = Family::default();
+        r.register(
+            "connections",
+            "Downstream connections accepted",
+            connections.clone(),
+        );
+        let retries = Family::default();
+        r.register("retries", "Upstream retries", retries.clone());
+        let timeouts = Family::default();
+        r.register(
+            "timeouts",
+            "Requests that timed out, by kind",
+            timeouts.clone(),
+        );
+        let overflows = Family::default();
+        r.register(
+            "circuit_breaker_overflows",
+            "Requests shed by a circuit-breaker limit",
+            overflows.clone(),
+        );
+        let ejections = Family::default();
+        r.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection",
+            ejections.clone(),
+        );
+        let endpoint_healthy = Family::default();
+        r.register(
+            "endpoint_healthy",
+            "1 if the endpoint passes health checks",
+            endpoint_healthy.clone(),
+        );
+        let endpoint_ejected = Family::default();
+        r.register(
+            "endpoint_ejected",
+            "1 while the endpoint is ejected",
+            endpoint_ejected.clone(),
+        );
+        let config_reloads = Family::default();
+        r.register(
+            "config_reloads",
+            "Config reloads, by result (ok, failed)",
+            config_reloads.clone(),
+        );
+        let config_version = Gauge::default();
+        r.register(
+            "config_version",
+            "Version of the config being served",
+            config_version.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        r.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
+        let spans_dropped = Counter::default();
+        r.register(
+            "spans_dropped",
+            "Trace spans dropped because the exporter fell behind",
+            spans_dropped.clone(),
+        );
+        Metrics {
+            registry: r,
+            requests,
+            request_duration,
+            upstream_duration,
+            request_bytes,
+            response_bytes,
+            active_connections,
+            connections,
+            retries,
+            timeouts,
+            overflows,
+            ejections,
+            endpoint_healthy,
+            endpoint_ejected,
+            config_reloads,
+            config_version,
+            access_log_dropped,
+            spans_dropped,
+        }
+    }
+
+    /// OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records a finished request from its access record.
+    pub fn on_request(&self, r: &AccessRecord) {
+        let route = Name(r.route.clone().unwrap_or_else(|| NONE.clone()));
+        let service = Name(r.service.clone().unwrap_or_else(|| NONE.clone()));
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                service,
+                method: method_label(&r.method),
+                status_class: status_class(r.status),
+            })
+            .inc();
+        let route = RouteLabel { route };
+        self.request_duration
+            .get_or_create(&route)
+            .observe(r.duration.as_secs_f64());
+        let bytes_in = r.bytes_in_total();
+        if bytes_in > 0 {
+            self.request_bytes.get_or_create(&route).inc_by(bytes_in);
+        }
+        if r.bytes_out > 0 {
+            self.response_bytes
+                .get_or_create(&route)
+                .inc_by(r.bytes_out);
+        }
+    }
+
+    pub fn service(&self, name: &Arc<str>) -> ServiceLabel {
+        ServiceLabel {
+            service: Name(name.clone()),
+        }
+    }
+
+    pub fn reloaded(&self, ok: bool, version: u64) {
+        self.config_reloads
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+        if ok {
+            self.config_version.set(version as i64);
+        }
+    }
+}
+
+static NONE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("none"));
+
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
