@@ -44,7 +44,10 @@ pub fn run(port: u16) -> ExitCode {
             .local_addr("public")
             .map(|a| a.to_string())
             .unwrap_or_default();
-        async move { print_tries(&addr) }
+        async move {
+            print_tries(&addr);
+            Box::new(()) as Box<dyn std::any::Any + Send>
+        }
     });
     drop(backends);
     drop(backends_rt);

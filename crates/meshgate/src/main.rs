@@ -3,6 +3,7 @@
 
 mod demo;
 mod run;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,28 +4,50 @@
 use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use meshgate_config::Config;
-use meshgate_core::Gateway;
+use meshgate_core::{Gateway, Reloader};
 
 pub fn run_file(path: &Path) -> ExitCode {
     init_tracing();
-    let config = match meshgate_config::load_file(path) {
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match meshgate_config::parse_str(&src, &path.display().to_string()) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
             return ExitCode::FAILURE;
         }
     };
-    serve(config, |_| async {})
+    let (watch, debounce) = (config.reload.watch, config.reload.debounce.get());
+    let path = path.to_path_buf();
+    serve(config, move |gateway| async move {
+        let reloader = Arc::new(Reloader::new(gateway, path.clone(), &src));
+        crate::watch::spawn_sighup(reloader.clone());
+        let watcher = if watch {
+            crate::watch::spawn_file_watch(reloader.clone(), path, debounce)
+                .map_err(|e| tracing::warn!(error = %e, "cannot watch the config file; SIGHUP still reloads"))
+                .ok()
+        } else {
+            None
+        };
+        Box::new((reloader, watcher)) as Box<dyn std::any::Any + Send>
+    })
 }
 
 /// Starts `config` on a runtime of its `runtime.workerThreads`, calls `ready` with
-/// the running gateway, and returns after a signal-triggered drain.
+/// the running gateway (what it returns is kept alive until exit), and returns after
+/// a signal-triggered drain.
 pub fn serve<F, Fut>(config: Config, ready: F) -> ExitCode
 where
-    F: FnOnce(&Gateway) -> Fut,
-    Fut: Future<Output = ()>,
+    F: FnOnce(Arc<Gateway>) -> Fut,
+    Fut: Future<Output = Box<dyn std::any::Any + Send>>,
 {
     let workers = config
         .runtime
@@ -36,13 +58,13 @@ where
     };
     runtime.block_on(async move {
         let gateway = match Gateway::start(config).await {
-            Ok(g) => g,
+            Ok(g) => Arc::new(g),
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         };
-        ready(&gateway).await;
+        let _keep_alive = ready(gateway.clone()).await;
         let signal = shutdown_signal().await;
         tracing::info!(signal, "draining");
         gateway.shutdown().await;

@@ -222,7 +222,7 @@ impl Metrics {
         let spans_dropped = Counter::default();
         r.register(
             "spans_dropped",
-            "Trace spans dropped because the exporter fell behind",
+            "Trace spans dropped: exporter queue full or export failed",
             spans_dropped.clone(),
         );
         Metrics {

@@ -137,6 +137,7 @@ pub fn gateway_yaml(port: u16, backend: SocketAddr, log: &Path, runtime: &str) -
     format!(
         "runtime: {runtime}\n\
          accessLog: {{path: {log:?}}}\n\
+         admin: {{address: \"127.0.0.1:0\"}}\n\
          listeners:\n  - {{name: public, address: \"127.0.0.1:{port}\"}}\n\
          routes:\n  - name: api\n    matches: [{{path: {{type: PathPrefix, value: /api}}}}]\n    backendRefs: [{{name: svc}}]\n\
          services:\n  - {{name: svc, endpoints: [\"{backend}\"]}}\n",
