@@ -24,13 +24,20 @@ pub enum ProxyError {
     BadRequest,
     #[error("the request body could not be read")]
     ClientBody,
+    #[error("the service is at a circuit-breaker limit")]
+    Overflow,
+    #[error("no endpoint of the service passes health checks")]
+    NoHealthyUpstream,
 }
 
 impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoBackend | ProxyError::ConnectFailure => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoBackend
+            | ProxyError::ConnectFailure
+            | ProxyError::Overflow
+            | ProxyError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::PerTryTimeout | ProxyError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
@@ -48,6 +55,8 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::BadRequest => "bad_request",
             ProxyError::ClientBody => "client_body_error",
+            ProxyError::Overflow => "overflow",
+            ProxyError::NoHealthyUpstream => "no_healthy_upstream",
         }
     }
 }

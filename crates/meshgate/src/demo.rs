@@ -32,29 +32,29 @@ pub fn run(port: u16) -> ExitCode {
         .replace("{orders_v1}", &backends[0].addr.to_string())
         .replace("{orders_v2}", &backends[1].addr.to_string())
         .replace("{users}", &backends[2].addr.to_string());
-    let config = match meshgate_config::parse_str(&yaml, "demo.yaml") {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("embedded demo config is invalid (a bug):\n{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = crate::run::serve(config, |gw| {
-        let addr = gw
+    // Written to a file so the demo reloads like `run` does (edit it and save).
+    let path = std::env::temp_dir().join(format!("meshgate-demo-{}.yaml", std::process::id()));
+    if let Err(e) = std::fs::write(&path, &yaml) {
+        eprintln!("cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let shown = path.clone();
+    let code = crate::run::run_source(&path, yaml, move |started| {
+        let addr = started
+            .gateway
             .local_addr("public")
             .map(|a| a.to_string())
             .unwrap_or_default();
-        async move {
-            print_tries(&addr);
-            Box::new(()) as Box<dyn std::any::Any + Send>
-        }
+        let admin = started.admin.map(|a| a.to_string()).unwrap_or_default();
+        print_tries(&addr, &admin, &shown.display().to_string());
     });
+    let _ = std::fs::remove_file(&path);
     drop(backends);
     drop(backends_rt);
     code
 }
 
-fn print_tries(addr: &str) {
+fn print_tries(addr: &str, admin: &str, file: &str) {
     let base = format!("http://{addr}");
     eprintln!(
         "\nmeshgate demo is up: gateway on {base}, backends orders-v1, orders-v2, users. Try:\n\n\
@@ -67,6 +67,8 @@ fn print_tries(addr: &str) {
          curl -s {base}/nowhere                             # 404 JSON: no route\n\
          curl -s {base}/orders/status/503                   # upstream 503, retried, then returned\n\
          curl -s -H 'x-request-id: demo-1' -i {base}/users/1  # request id passed through and back\n\n\
+         Admin API (no token: loopback only): curl -s http://{admin}/routes ; /services ; /config ; /metrics\n\
+         The config is {file}: edit and save it, and the gateway reloads it.\n\
          The access log (one JSON line per request) goes to stdout. Ctrl-C stops everything.\n"
     );
 }

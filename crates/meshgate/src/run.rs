@@ -11,13 +11,28 @@ use meshgate_core::{Gateway, Reloader};
 
 pub fn run_file(path: &Path) -> ExitCode {
     init_tracing();
-    let src = match std::fs::read_to_string(path) {
-        Ok(s) => s,
+    match std::fs::read_to_string(path) {
+        Ok(src) => run_source(path, src, |_| {}),
         Err(e) => {
             eprintln!("{}: cannot read: {e}", path.display());
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+/// What `ready` is told once everything listens.
+pub struct Started<'a> {
+    pub gateway: &'a Gateway,
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+/// Runs the config `src` read from `path`: gateway, reload triggers (SIGHUP, file
+/// watch) and the admin API; calls `ready` once all of them listen.
+pub fn run_source(
+    path: &Path,
+    src: String,
+    ready: impl FnOnce(Started<'_>) + Send + 'static,
+) -> ExitCode {
     let config = match meshgate_config::parse_str(&src, &path.display().to_string()) {
         Ok(c) => c,
         Err(errors) => {
@@ -25,10 +40,14 @@ pub fn run_file(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (watch, debounce) = (config.reload.watch, config.reload.debounce.get());
+    let (watch, debounce, admin) = (
+        config.reload.watch,
+        config.reload.debounce.get(),
+        config.admin.clone(),
+    );
     let path = path.to_path_buf();
     serve(config, move |gateway| async move {
-        let reloader = Arc::new(Reloader::new(gateway, path.clone(), &src));
+        let reloader = Arc::new(Reloader::new(gateway.clone(), path.clone(), &src));
         crate::watch::spawn_sighup(reloader.clone());
         let watcher = if watch {
             crate::watch::spawn_file_watch(reloader.clone(), path, debounce)
@@ -37,7 +56,19 @@ pub fn run_file(path: &Path) -> ExitCode {
         } else {
             None
         };
-        Box::new((reloader, watcher)) as Box<dyn std::any::Any + Send>
+        let admin = if admin.enabled {
+            let server = meshgate_admin::serve(reloader.clone(), &admin)
+                .await
+                .map_err(|e| format!("admin API on {}: {e}", admin.address))?;
+            Some(server)
+        } else {
+            None
+        };
+        ready(Started {
+            gateway: &gateway,
+            admin: admin.as_ref().map(|a| a.local_addr()),
+        });
+        Ok(Box::new((reloader, watcher, admin)) as Box<dyn std::any::Any + Send>)
     })
 }
 
@@ -47,7 +78,7 @@ pub fn run_file(path: &Path) -> ExitCode {
 pub fn serve<F, Fut>(config: Config, ready: F) -> ExitCode
 where
     F: FnOnce(Arc<Gateway>) -> Fut,
-    Fut: Future<Output = Box<dyn std::any::Any + Send>>,
+    Fut: Future<Output = Result<Box<dyn std::any::Any + Send>, String>>,
 {
     let workers = config
         .runtime
@@ -64,7 +95,14 @@ where
                 return ExitCode::FAILURE;
             }
         };
-        let _keep_alive = ready(gateway.clone()).await;
+        let _keep_alive = match ready(gateway.clone()).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                eprintln!("{e}");
+                gateway.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        };
         let signal = shutdown_signal().await;
         tracing::info!(signal, "draining");
         gateway.shutdown().await;

@@ -41,7 +41,10 @@ services:
 }
 
 async fn get(client: &HttpClient, url: &str) -> Option<(StatusCode, String)> {
-    let resp = client.request(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await.ok()?;
+    let resp = client
+        .request(Request::get(url).body(Full::new(Bytes::new())).unwrap())
+        .await
+        .ok()?;
     let status = resp.status();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
@@ -51,7 +54,10 @@ async fn get(client: &HttpClient, url: &str) -> Option<(StatusCode, String)> {
 async fn wait_version(client: &HttpClient, addr: SocketAddr, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if get(client, &format!("http://{addr}/version")).await.is_some_and(|(_, v)| v == want) {
+        if get(client, &format!("http://{addr}/version"))
+            .await
+            .is_some_and(|(_, v)| v == want)
+        {
             return;
         }
         assert!(Instant::now() < deadline, "{want} never served");
@@ -67,14 +73,20 @@ struct Load {
 }
 
 fn start_load(addr: SocketAddr, clients: usize) -> Load {
-    let (stop, sent, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (stop, sent, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let tasks = (0..clients)
         .map(|_| {
             let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
             tokio::spawn(async move {
                 let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
                 while !stop.load(Ordering::Relaxed) {
-                    let ok = get(&client, &format!("http://{addr}/app/x")).await.is_some_and(|(s, _)| s == StatusCode::OK);
+                    let ok = get(&client, &format!("http://{addr}/app/x"))
+                        .await
+                        .is_some_and(|(s, _)| s == StatusCode::OK);
                     sent.fetch_add(1, Ordering::Relaxed);
                     if !ok {
                         failed.fetch_add(1, Ordering::Relaxed);
@@ -83,7 +95,12 @@ fn start_load(addr: SocketAddr, clients: usize) -> Load {
             })
         })
         .collect();
-    Load { stop, sent, failed, tasks }
+    Load {
+        stop,
+        sent,
+        failed,
+        tasks,
+    }
 }
 
 impl Load {
@@ -92,7 +109,10 @@ impl Load {
         for t in self.tasks {
             t.await.unwrap();
         }
-        (self.sent.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -101,7 +121,10 @@ async fn a_hundred_sighup_reloads_under_load_drop_nothing() {
     let backend = Backend::start("app").await;
     let dir = TempDir::new("sighup");
     let port = meshgate_testkit::free_port();
-    let file = dir.write("meshgate.yaml", &config(port, 1, backend.addr, "{watch: false}"));
+    let file = dir.write(
+        "meshgate.yaml",
+        &config(port, 1, backend.addr, "{watch: false}"),
+    );
     let mut gw = Proc::spawn(&dir, &["run", "-c", file.to_str().unwrap()]);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     gw.wait_listening(addr).await;
@@ -112,15 +135,32 @@ async fn a_hundred_sighup_reloads_under_load_drop_nothing() {
     let started = Instant::now();
     for version in 2..=101u32 {
         if version == 51 {
-            std::fs::write(&file, "routes:\n  - name: broken\n    backendRefs: [{name: nowhere}]\n").unwrap();
+            std::fs::write(
+                &file,
+                "routes:\n  - name: broken\n    backendRefs: [{name: nowhere}]\n",
+            )
+            .unwrap();
             gw.signal("HUP");
             let deadline = Instant::now() + Duration::from_secs(10);
             while !gw.stderr_text().contains("config rejected") {
-                assert!(Instant::now() < deadline, "the invalid config was never reported:\n{}", gw.stderr_text());
+                assert!(
+                    Instant::now() < deadline,
+                    "the invalid config was never reported:\n{}",
+                    gw.stderr_text()
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert!(gw.stderr_text().contains("meshgate.yaml:3:"), "error names file:line:col");
-            assert_eq!(get(&check, &format!("http://{addr}/version")).await.unwrap().1, "v50");
+            assert!(
+                gw.stderr_text().contains("meshgate.yaml:3:"),
+                "error names file:line:col"
+            );
+            assert_eq!(
+                get(&check, &format!("http://{addr}/version"))
+                    .await
+                    .unwrap()
+                    .1,
+                "v50"
+            );
             continue;
         }
         std::fs::write(&file, config(port, version, backend.addr, "{watch: false}")).unwrap();
@@ -129,7 +169,9 @@ async fn a_hundred_sighup_reloads_under_load_drop_nothing() {
     }
     let took = started.elapsed();
     let (sent, failed) = load.finish().await;
-    println!("100 SIGHUP reloads (1 invalid) in {took:?}: {sent} requests under load, {failed} failed");
+    println!(
+        "100 SIGHUP reloads (1 invalid) in {took:?}: {sent} requests under load, {failed} failed"
+    );
     assert!(sent > 200, "the load ran throughout: {sent}");
     assert_eq!(failed, 0, "{}", gw.stderr_text());
     assert!(gw.child.try_wait().unwrap().is_none(), "still running");

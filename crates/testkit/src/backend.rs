@@ -9,11 +9,16 @@
 //!
 //! A `Behaviour` set on the backend can fail the first N requests (503) first.
 //! Request bodies are read and counted as they stream, never held.
+//!
+//! Requests with `user-agent: meshgate-health` are the gateway's active health
+//! checks: they are counted by [`Backend::health_checks`], not by
+//! [`Backend::hits`], never consume `fail_first`, and answer 503 while
+//! [`Backend::set_health_failing`] is on (other requests are served as usual).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,8 +46,18 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
     hits: Arc<AtomicUsize>,
+    health: Arc<HealthChecks>,
     stop: watch::Sender<bool>,
 }
+
+/// Health-check requests seen, and whether to fail them.
+#[derive(Debug, Default)]
+struct HealthChecks {
+    seen: AtomicUsize,
+    failing: AtomicBool,
+}
+
+type State = (String, Behaviour, Arc<AtomicUsize>, Arc<HealthChecks>);
 
 type BoxedBody = BoxBody<Bytes, std::io::Error>;
 
@@ -70,8 +85,9 @@ impl Backend {
     fn serve(listener: TcpListener, name: &str, behaviour: Behaviour) -> Backend {
         let addr = listener.local_addr().expect("bound address");
         let hits = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(HealthChecks::default());
         let (stop, mut stopped) = watch::channel(false);
-        let state = Arc::new((name.to_owned(), behaviour, hits.clone()));
+        let state = Arc::new((name.to_owned(), behaviour, hits.clone(), health.clone()));
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -95,6 +111,7 @@ impl Backend {
             addr,
             name: name.to_owned(),
             hits,
+            health,
             stop,
         }
     }
@@ -102,6 +119,16 @@ impl Backend {
     /// Requests received so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Health-check requests (`user-agent: meshgate-health`) received so far.
+    pub fn health_checks(&self) -> usize {
+        self.health.seen.load(Ordering::SeqCst)
+    }
+
+    /// While `true`, health-check requests get 503; other requests are unaffected.
+    pub fn set_health_failing(&self, failing: bool) {
+        self.health.failing.store(failing, Ordering::SeqCst);
     }
 
     /// Stops accepting and closes open connections.
@@ -117,11 +144,23 @@ impl Drop for Backend {
 }
 
 async fn answer(
-    state: Arc<(String, Behaviour, Arc<AtomicUsize>)>,
+    state: Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<BoxedBody>, std::io::Error> {
-    let (name, behaviour, hits) = (&state.0, &state.1, &state.2);
+    let (name, behaviour, hits, health) = (&state.0, &state.1, &state.2, &state.3);
+    let user_agent = req.headers().get("user-agent");
+    if user_agent.is_some_and(|ua| ua.as_bytes() == b"meshgate-health") {
+        health.seen.fetch_add(1, Ordering::SeqCst);
+        return Ok(if health.failing.load(Ordering::SeqCst) {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{name}: unhealthy\n"),
+            )
+        } else {
+            text(StatusCode::OK, format!("{name}: ok\n"))
+        });
+    }
     let n = hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();

@@ -1,9 +1,12 @@
 //! Service checks: endpoints (address syntax, weights, duplicates), load balancer
-//! settings (`hashOn` exactly when `RingHash`), pool, retry budget, timeouts.
+//! settings (`hashOn` exactly when `RingHash`), pool, retry budget, timeouts, and
+//! the resilience settings (health checks, outlier detection, circuit breaker).
 
 use super::Issues;
 use super::syntax;
-use crate::{HashOn, LbPolicy, LoadBalancer, Service};
+use crate::{
+    CircuitBreaker, HashOn, HealthCheck, LbPolicy, LoadBalancer, OutlierDetection, Service,
+};
 
 /// Largest endpoint weight.
 const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
@@ -63,6 +66,141 @@ pub(super) fn check(s: &Service, base: &str, issues: &mut Issues) {
             format!("{base}.retryBudget.window"),
             "must be greater than 0, e.g. 10s",
         );
+    }
+    if let Some(h) = &s.health_check {
+        check_health(h, &format!("{base}.healthCheck"), issues);
+    }
+    if let Some(o) = &s.outlier_detection {
+        check_outlier(o, &format!("{base}.outlierDetection"), issues);
+    }
+    check_breaker(
+        &s.circuit_breaker,
+        &format!("{base}.circuitBreaker"),
+        issues,
+    );
+}
+
+fn check_health(h: &HealthCheck, base: &str, issues: &mut Issues) {
+    match (&h.http, &h.tcp) {
+        (Some(_), None) | (None, Some(_)) => {}
+        (http, _) => {
+            let got = if http.is_some() {
+                "http and tcp"
+            } else {
+                "none"
+            };
+            issues.add(base, format!("set exactly one of http or tcp (got {got})"));
+        }
+    }
+    if h.interval.get().is_zero() {
+        issues.add(
+            format!("{base}.interval"),
+            "must be greater than 0, e.g. 5s",
+        );
+    }
+    if h.timeout.get().is_zero() {
+        issues.add(format!("{base}.timeout"), "must be greater than 0, e.g. 1s");
+    } else if h.timeout > h.interval {
+        issues.add(
+            format!("{base}.timeout"),
+            format!(
+                "must not exceed interval ({}), got {}",
+                h.interval, h.timeout
+            ),
+        );
+    }
+    for (field, n) in [
+        ("healthyThreshold", h.healthy_threshold),
+        ("unhealthyThreshold", h.unhealthy_threshold),
+    ] {
+        if n == 0 {
+            issues.add(format!("{base}.{field}"), "must be at least 1 (got 0)");
+        }
+    }
+    let Some(http) = &h.http else { return };
+    let p = &http.path;
+    if !p.starts_with('/') {
+        issues.add(
+            format!("{base}.http.path"),
+            format!("invalid path {p:?}: must start with \"/\""),
+        );
+    } else if p.contains(|c: char| c.is_whitespace() || c.is_control() || c == '#') {
+        issues.add(
+            format!("{base}.http.path"),
+            format!("invalid path {p:?}: must not contain \"#\", whitespace or control characters"),
+        );
+    }
+    if let Some(host) = &http.host {
+        let msg = if host.trim().is_empty() {
+            Some("must not be empty: omit it to send the endpoint's host:port".to_owned())
+        } else {
+            syntax::header_value(host)
+        };
+        if let Some(msg) = msg {
+            issues.add(format!("{base}.http.host"), msg);
+        }
+    }
+    for (i, &code) in http.expected_statuses.iter().enumerate() {
+        if !(100..=599).contains(&code) {
+            issues.add(
+                format!("{base}.http.expectedStatuses[{i}]"),
+                format!("must be an HTTP status 100-599 (got {code})"),
+            );
+        }
+    }
+}
+
+fn check_outlier(o: &OutlierDetection, base: &str, issues: &mut Issues) {
+    if let Some(rate) = &o.failure_rate {
+        if !(1..=100).contains(&rate.threshold_percent) {
+            issues.add(
+                format!("{base}.failureRate.thresholdPercent"),
+                format!("must be 1-100 (got {})", rate.threshold_percent),
+            );
+        }
+        if rate.window.get().is_zero() {
+            issues.add(
+                format!("{base}.failureRate.window"),
+                "must be greater than 0, e.g. 10s",
+            );
+        }
+    }
+    if o.base_ejection_time.get().is_zero() {
+        issues.add(
+            format!("{base}.baseEjectionTime"),
+            "must be greater than 0, e.g. 30s",
+        );
+    } else if o.base_ejection_time > o.max_ejection_time {
+        issues.add(
+            format!("{base}.baseEjectionTime"),
+            format!(
+                "must not exceed maxEjectionTime ({}), got {}",
+                o.max_ejection_time, o.base_ejection_time
+            ),
+        );
+    }
+    if o.max_ejection_percent > 100 {
+        issues.add(
+            format!("{base}.maxEjectionPercent"),
+            format!("must be 0-100 (got {})", o.max_ejection_percent),
+        );
+    }
+}
+
+/// `maxRetries` may be 0 (no retries for this service); the other limits may not,
+/// since 0 would refuse every request.
+fn check_breaker(b: &CircuitBreaker, base: &str, issues: &mut Issues) {
+    for (field, n) in [
+        ("maxConnections", b.max_connections),
+        ("maxPendingRequests", b.max_pending_requests),
+        ("maxRequests", b.max_requests),
+    ] {
+        if n == 0 {
+            issues.add(
+                format!("{base}.{field}"),
+                "must be at least 1 (got 0): 0 would refuse every request",
+            );
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The response body handed to the client: passes frames through, counts bytes, and
 //! when it is dropped (sent, or abandoned by the client) records the request's
 //! metrics, hands its spans to the exporter, emits the access log record, and
-//! releases the endpoint's in-flight slot.
+//! releases the endpoint's in-flight slot and the service's `maxRequests` slot.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,8 +15,7 @@ use std::sync::Arc;
 use meshgate_observe::access_log::AccessRecord;
 use meshgate_observe::trace::TraceContext;
 
-use super::Shared;
-use crate::balance::InFlight;
+use super::{Held, Shared};
 use crate::body::Body;
 
 pub struct LoggedBody {
@@ -25,7 +24,7 @@ pub struct LoggedBody {
     started: Instant,
     shared: Arc<Shared>,
     trace: Option<TraceContext>,
-    _in_flight: Option<InFlight>,
+    _held: Option<Held>,
 }
 
 impl LoggedBody {
@@ -35,7 +34,7 @@ impl LoggedBody {
         started: Instant,
         shared: Arc<Shared>,
         trace: Option<TraceContext>,
-        in_flight: Option<InFlight>,
+        held: Option<Held>,
     ) -> Self {
         LoggedBody {
             inner,
@@ -43,7 +42,7 @@ impl LoggedBody {
             started,
             shared,
             trace,
-            _in_flight: in_flight,
+            _held: held,
         }
     }
 }

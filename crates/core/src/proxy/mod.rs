@@ -10,6 +10,7 @@ mod spans;
 
 pub use logged_body::LoggedBody;
 pub use retry::{Failure, RetryPolicy};
+pub use send::Held;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -21,7 +22,6 @@ use hyper::body::Incoming;
 
 use std::sync::Arc;
 
-use crate::balance::InFlight;
 use crate::body::Body;
 use crate::filter::{Flow, RequestCx};
 use crate::rescue::{ProxyError, rescue};
@@ -110,7 +110,7 @@ pub async fn handle(
             })
             .inc();
     }
-    let (response, in_flight) = match forwarded {
+    let (response, held) = match forwarded {
         Ok(done) => done,
         Err(err) => {
             record.reason = Some(err.reason());
@@ -122,14 +122,7 @@ pub async fn handle(
     record.status = head.status.as_u16();
     Response::from_parts(
         head,
-        LoggedBody::new(
-            body,
-            record,
-            started,
-            shared.clone(),
-            Some(trace),
-            in_flight,
-        ),
+        LoggedBody::new(body, record, started, shared.clone(), Some(trace), held),
     )
 }
 
@@ -147,7 +140,7 @@ async fn route_and_forward(
     parts: &mut http::request::Parts,
     body: Incoming,
     record: &mut AccessRecord,
-) -> Result<(Response<Body>, Option<InFlight>), ProxyError> {
+) -> Result<(Response<Body>, Option<Held>), ProxyError> {
     let RequestMeta {
         conn,
         authority,
@@ -223,10 +216,7 @@ async fn route_and_forward(
     let mut response = sent.response;
     forward::strip_hop_by_hop(response.headers_mut());
     forward::append_via(response.headers_mut(), http::Version::HTTP_11);
-    Ok((
-        with_response_filters(response, route, &cx),
-        Some(sent.in_flight),
-    ))
+    Ok((with_response_filters(response, route, &cx), Some(sent.held)))
 }
 
 fn with_response_filters(

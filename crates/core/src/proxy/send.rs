@@ -1,5 +1,7 @@
 //! Sending a request upstream: endpoint choice, per-try timeout, and the retry loop
-//! with its budget. Only bodies the gateway holds can be sent twice.
+//! with its budget. Only bodies the gateway holds can be sent twice. Each try's
+//! outcome feeds outlier detection; the circuit breaker's request, pending and
+//! retry limits are taken here (the connection limit in the connector).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -18,7 +20,7 @@ use crate::balance::InFlight;
 use crate::body::Body;
 use crate::rescue::ProxyError;
 use crate::route::Route;
-use crate::upstream::{Endpoint, Upstream};
+use crate::upstream::{Endpoint, Outcome, OwnedPermit, Permit, Upstream, is_overflow};
 use meshgate_observe::access_log::AccessRecord;
 
 /// The request body, either held (replayable) or streamed through once.
@@ -72,10 +74,18 @@ impl RequestBody {
     }
 }
 
-/// A response from the upstream, with the endpoint's in-flight slot still held.
+/// A response from the upstream, with its slots still held.
 pub struct Sent {
     pub response: Response<Body>,
+    pub held: Held,
+}
+
+/// What a forwarded request holds until its response body is finished or dropped:
+/// the endpoint's in-flight count and the service's `maxRequests` slot.
+#[derive(Debug)]
+pub struct Held {
     pub in_flight: InFlight,
+    pub permit: OwnedPermit,
 }
 
 /// What stays the same across tries.
@@ -93,6 +103,7 @@ pub async fn send(
     mut out: Outgoing,
     record: &mut AccessRecord,
 ) -> Result<Sent, ProxyError> {
+    let permit = upstream.breaker.request()?;
     let policy = route.retry.as_ref();
     if policy.is_some() {
         upstream.budget.deposit();
@@ -106,10 +117,11 @@ pub async fn send(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut last_failed = None;
     let mut retries = 0;
+    let mut retry_slot = None;
     let first_try = Instant::now();
     record.upstream_started = Some(std::time::SystemTime::now());
     loop {
-        let idx = upstream.pick(out.hash, last_failed);
+        let idx = upstream.pick(out.hash, last_failed)?;
         let endpoint = &upstream.endpoints[idx];
         record.upstream = Some(endpoint.address.clone());
         let may_retry = retries < max_retries && out.body.replayable();
@@ -127,16 +139,30 @@ pub async fn send(
             out.body.take(),
         )?;
         let in_flight = endpoint.load.start();
+        let pending = upstream.breaker.pending()?;
         let started = Instant::now();
         let call = upstream.client.request(req);
         let result = match route.per_try_timeout {
             Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(result) => result.map_err(classify),
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(e)) => Err(classify(e)?),
                 Err(_elapsed) => Err(Failure::Timeout),
             },
-            None => call.await.map_err(classify),
+            None => match call.await {
+                Ok(resp) => Ok(resp),
+                Err(e) => Err(classify(e)?),
+            },
         };
+        drop(pending);
         upstream.observe_try(started.elapsed(), result.as_ref().err());
+        upstream.record(
+            idx,
+            match &result {
+                Ok(resp) if resp.status().is_server_error() => Outcome::Status5xx,
+                Ok(_) => Outcome::Success,
+                Err(_) => Outcome::LocalFailure,
+            },
+        );
         record.upstream_elapsed = Some(first_try.elapsed());
         let failure = match result {
             Ok(resp) => {
@@ -144,17 +170,17 @@ pub async fn send(
                 let status = resp.status();
                 let wanted = status.is_server_error()
                     && policy.is_some_and(|p| p.wants(Failure::Status(status), &out.parts.method));
-                if !(wanted && may_retry && upstream.budget.withdraw()) {
+                if !(wanted && may_retry && may_send_again(upstream, &mut retry_slot)) {
                     return Ok(Sent {
                         response: resp.map(Body::Stream),
-                        in_flight,
+                        held: Held { in_flight, permit },
                     });
                 }
                 Failure::Status(status)
             }
             Err(failure) => {
                 let wanted = policy.is_some_and(|p| p.wants(failure, &out.parts.method));
-                if !(wanted && may_retry && upstream.budget.withdraw()) {
+                if !(wanted && may_retry && may_send_again(upstream, &mut retry_slot)) {
                     return Err(failure.into());
                 }
                 failure
@@ -173,6 +199,19 @@ pub async fn send(
         record.retries = retries;
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Whether a wanted retry may go out: it needs a `maxRetries` slot (taken at the
+/// first retry and kept for the rest of the request, so one request holds at most
+/// one) and the retry budget. Over `maxRetries` the try's own answer is returned.
+fn may_send_again<'a>(upstream: &'a Upstream, slot: &mut Option<Permit<'a>>) -> bool {
+    if slot.is_none() {
+        *slot = upstream.breaker.retry();
+        if slot.is_none() {
+            return false;
+        }
+    }
+    upstream.budget.withdraw()
 }
 
 fn upstream_request(
@@ -202,11 +241,16 @@ fn upstream_request(
     Ok(req)
 }
 
-fn classify(e: hyper_util::client::legacy::Error) -> Failure {
+/// A client error as a try failure, or `Overflow` when the connection limit
+/// refused to connect (that is not the endpoint's fault and is not retried).
+fn classify(e: hyper_util::client::legacy::Error) -> Result<Failure, ProxyError> {
     if e.is_connect() {
-        Failure::ConnectFailure
+        if is_overflow(&e) {
+            return Err(ProxyError::Overflow);
+        }
+        Ok(Failure::ConnectFailure)
     } else {
-        Failure::Reset
+        Ok(Failure::Reset)
     }
 }
 

@@ -3,8 +3,8 @@
 mod rule;
 mod table;
 
-pub use rule::{PathRule, Rule, anchored, normalise_prefix};
-pub use table::{RequestView, RouteTable};
+pub use rule::{Condition, PathRule, Rule, anchored, normalise_prefix};
+pub use table::{BackendEntry, PathEntry, RequestView, RouteEntry, RouteTable};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -25,6 +25,14 @@ enum ValueRule {
 }
 
 impl ValueRule {
+    /// The Gateway API match type and the value as configured.
+    fn describe(&self) -> (&'static str, String) {
+        match self {
+            ValueRule::Exact(v) => ("Exact", v.to_string()),
+            ValueRule::Regex(re) => ("RegularExpression", unanchored(re).to_owned()),
+        }
+    }
+
     fn new(kind: config::StringMatchType, value: &str) -> Result<Self, regex::Error> {
         Ok(match kind {
             config::StringMatchType::Exact => ValueRule::Exact(value.into()),
@@ -42,6 +50,43 @@ impl ValueRule {
 /// A regex that must match the whole input, as the Gateway API specifies.
 pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&format!("^(?:{pattern})$"))
+}
+
+/// The pattern given to [`anchored`], without the anchoring added around it.
+fn unanchored(re: &Regex) -> &str {
+    let s = re.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(s)
+}
+
+impl PathRule {
+    /// The Gateway API path match type: `Exact`, `PathPrefix` or `RegularExpression`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PathRule::Exact(_) => "Exact",
+            PathRule::Prefix(_) => "PathPrefix",
+            PathRule::Regex(_) => "RegularExpression",
+        }
+    }
+
+    /// The path, normalised prefix or regex pattern as matched.
+    pub fn value(&self) -> &str {
+        match self {
+            PathRule::Exact(p) | PathRule::Prefix(p) => p,
+            PathRule::Regex(re) => unanchored(re),
+        }
+    }
+}
+
+/// A header or query parameter condition of a rule, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Condition {
+    pub name: String,
+    /// `Exact` or `RegularExpression`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub value: String,
 }
 
 /// A route's match, compiled.
@@ -131,6 +176,22 @@ impl Rule {
         )
     }
 
+    /// The method condition, if any.
+    pub fn method(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
+    /// The header conditions, in declaration order.
+    pub fn header_conditions(&self) -> Vec<Condition> {
+        let named = self.headers.iter().map(|(n, r)| (n.as_str(), r));
+        describe_all(named)
+    }
+
+    /// The query parameter conditions, in declaration order.
+    pub fn query_conditions(&self) -> Vec<Condition> {
+        describe_all(self.query.iter().map(|(n, r)| (&**n, r)))
+    }
+
     /// The conditions other than the path.
     pub fn matches_rest(&self, method: &Method, headers: &HeaderMap, query: Option<&str>) -> bool {
         if self.method.as_ref().is_some_and(|m| m != method) {
@@ -157,6 +218,19 @@ impl Rule {
             _ => None,
         }
     }
+}
+
+fn describe_all<'a>(rules: impl Iterator<Item = (&'a str, &'a ValueRule)>) -> Vec<Condition> {
+    rules
+        .map(|(name, rule)| {
+            let (kind, value) = rule.describe();
+            Condition {
+                name: name.to_owned(),
+                kind,
+                value,
+            }
+        })
+        .collect()
 }
 
 /// `/api/` and `/api` are the same prefix; keep `/` as is.

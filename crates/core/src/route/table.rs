@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use http::{HeaderMap, Method};
 
-use super::rule::{PathRule, Rule};
+use super::rule::{Condition, PathRule, Rule};
 
 /// Rules for one host key.
 #[derive(Debug, Default)]
@@ -63,6 +63,80 @@ impl HostRules {
             }
         }
         None
+    }
+}
+
+impl HostRules {
+    /// Rules in the order `find` tries them: exact paths, regexes, prefixes longest
+    /// first; rules sharing a path are already in precedence order.
+    fn in_match_order(&self) -> impl Iterator<Item = &Rule> {
+        let mut exact: Vec<_> = self.exact.iter().collect();
+        // Distinct exact paths never compete; sorted only for a stable listing.
+        exact.sort_by(|a, b| a.0.cmp(b.0));
+        let mut prefix: Vec<_> = self.prefix.iter().collect();
+        prefix.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(b.0)));
+        exact
+            .into_iter()
+            .flat_map(|(_, rules)| rules)
+            .chain(&self.regex)
+            .chain(prefix.into_iter().flat_map(|(_, rules)| rules))
+    }
+}
+
+/// One rule of a table, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteEntry {
+    /// The host key the rule is indexed under: a hostname, `*.suffix` for a
+    /// wildcard, or `*` for routes without hostnames.
+    pub host: String,
+    pub route: String,
+    pub path: PathEntry,
+    pub method: Option<String>,
+    pub headers: Vec<Condition>,
+    pub query_params: Vec<Condition>,
+    pub backends: Vec<BackendEntry>,
+    /// Declaration order across the config (the last tie-breaker).
+    pub order: usize,
+}
+
+/// A rule's path condition.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PathEntry {
+    /// `Exact`, `PathPrefix` or `RegularExpression`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// A weighted backend service of a route.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendEntry {
+    pub service: String,
+    pub weight: u32,
+}
+
+impl RouteEntry {
+    fn new(host: String, rule: &Rule) -> Self {
+        let backends = rule.route.backends.services.iter();
+        RouteEntry {
+            host,
+            route: rule.route.name.to_string(),
+            path: PathEntry {
+                kind: rule.path.kind(),
+                value: rule.path.value().to_owned(),
+            },
+            method: rule.method().map(|m| m.as_str().to_owned()),
+            headers: rule.header_conditions(),
+            query_params: rule.query_conditions(),
+            backends: backends
+                .map(|(up, weight)| BackendEntry {
+                    service: up.name.to_string(),
+                    weight: *weight,
+                })
+                .collect(),
+            order: rule.order,
+        }
     }
 }
 
@@ -137,6 +211,33 @@ impl RouteTable {
         self.len == 0
     }
 
+    /// Every rule in the order lookups try them: exact hosts (by name), wildcard
+    /// hosts longest suffix first, then routes without hostnames; within a host,
+    /// exact paths, regexes in declaration order, prefixes longest first, and rules
+    /// sharing a path by precedence (method, headers, query, declaration order).
+    pub fn describe(&self) -> Vec<RouteEntry> {
+        let mut exact: Vec<_> = self.exact_hosts.iter().collect();
+        exact.sort_by(|a, b| a.0.cmp(b.0));
+        let mut wildcard: Vec<_> = self.wildcard_hosts.iter().collect();
+        wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(b.0)));
+        let hosts = exact
+            .into_iter()
+            .map(|(h, rules)| (h.to_string(), rules))
+            .chain(
+                wildcard
+                    .into_iter()
+                    .map(|(h, rules)| (format!("*{h}"), rules)),
+            )
+            .chain(std::iter::once(("*".to_owned(), &self.any_host)));
+        hosts
+            .flat_map(|(host, rules)| {
+                rules
+                    .in_match_order()
+                    .map(move |rule| RouteEntry::new(host.clone(), rule))
+            })
+            .collect()
+    }
+
     /// The most specific matching rule: exact host, then the longest wildcard
     /// suffix, then routes without hostnames; within each, by path precedence.
     pub fn find(&self, req: &RequestView<'_>) -> Option<&Rule> {
@@ -155,5 +256,68 @@ impl RouteTable {
             }
         }
         self.any_host.find(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::snapshot::Snapshot;
+
+    #[test]
+    fn describe_lists_rules_in_match_order() {
+        let yaml = r#"
+listeners: [{name: l, address: "127.0.0.1:0"}]
+routes:
+  - {name: any-root, matches: [{path: {type: PathPrefix, value: /}}], backendRefs: [{name: s, weight: 3}]}
+  - {name: any-api, matches: [{path: {type: PathPrefix, value: /api/}}], backendRefs: [{name: s}]}
+  - {name: any-api-v1, matches: [{path: {type: PathPrefix, value: /api/v1}}], backendRefs: [{name: s}]}
+  - {name: any-re, matches: [{path: {type: RegularExpression, value: "/r/[0-9]+"}}], backendRefs: [{name: s}]}
+  - name: any-exact
+    matches:
+      - {path: {type: Exact, value: /x}}
+      - path: {type: Exact, value: /x}
+        method: GET
+        headers: [{name: x-env, value: canary}]
+        queryParams: [{name: v, type: RegularExpression, value: "[0-9]"}]
+    backendRefs: [{name: s}]
+  - {name: short-wild, hostnames: ["*.com"], backendRefs: [{name: s}]}
+  - {name: long-wild, hostnames: ["*.example.com"], backendRefs: [{name: s}]}
+  - {name: exact-host, hostnames: [a.example.com], backendRefs: [{name: s}]}
+services: [{name: s, endpoints: ["127.0.0.1:1"]}]
+"#;
+        let config = meshgate_config::parse_str(yaml, "t.yaml").expect("valid");
+        let metrics = Arc::new(meshgate_observe::Metrics::new());
+        let snap = Snapshot::compile(config, None, &metrics).expect("compiles");
+        let entries = snap.table("l").expect("table").describe();
+        let got: Vec<(&str, &str, &str, &str)> = entries
+            .iter()
+            .map(|e| (&*e.host, &*e.route, e.path.kind, &*e.path.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.example.com", "exact-host", "PathPrefix", "/"),
+                ("*.example.com", "long-wild", "PathPrefix", "/"),
+                ("*.com", "short-wild", "PathPrefix", "/"),
+                ("*", "any-exact", "Exact", "/x"),
+                ("*", "any-exact", "Exact", "/x"),
+                ("*", "any-re", "RegularExpression", "/r/[0-9]+"),
+                ("*", "any-api-v1", "PathPrefix", "/api/v1"),
+                ("*", "any-api", "PathPrefix", "/api"),
+                ("*", "any-root", "PathPrefix", "/"),
+            ]
+        );
+        // The rule with a method and conditions precedes the bare one on the same path.
+        let specific = &entries[3];
+        assert_eq!(specific.method.as_deref(), Some("GET"));
+        assert_eq!(specific.headers[0].name, "x-env");
+        assert_eq!(specific.headers[0].kind, "Exact");
+        assert_eq!(specific.query_params[0].kind, "RegularExpression");
+        assert_eq!(specific.query_params[0].value, "[0-9]");
+        assert!(entries[4].method.is_none() && entries[4].headers.is_empty());
+        assert_eq!(entries[8].backends[0].service, "s");
+        assert_eq!(entries[8].backends[0].weight, 3);
     }
 }

@@ -73,7 +73,8 @@ impl Gateway {
     pub async fn start_with_log(config: Config, log: AccessLog) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let log = log.count_drops_in(metrics.access_log_dropped.clone());
-        let exporter = Exporter::start(&config.tracing).map(|e| e.with_drop_counter(metrics.spans_dropped.clone()));
+        let exporter = Exporter::start(&config.tracing)
+            .map(|e| e.with_drop_counter(metrics.spans_dropped.clone()));
         let snapshot = Snapshot::compile(config, None, &metrics)?;
         let (drain_timeout, _) = watch::channel(snapshot.config.runtime.drain_timeout.get());
         let gateway = Gateway {

@@ -1,5 +1,20 @@
-//! Upstream services: endpoints with their live load, the balancer that picks one,
-//! the keep-alive client pool, and the retry budget.
+//! Upstream services: endpoints with their live load and health, the balancer that
+//! picks one, the keep-alive client pool, the retry budget, and the resilience
+//! machinery: active health checks (`health`), outlier detection (`outlier`) and
+//! circuit breaking (`breaker`), over the shared endpoint state (`state`).
+
+mod breaker;
+mod health;
+mod outlier;
+#[cfg(test)]
+mod resilience_tests;
+mod state;
+
+pub use breaker::{
+    Breaker, ConnectionOverflow, Limit, LimitedConnector, OwnedPermit, Permit, is_overflow,
+};
+pub use outlier::{Outcome, Outlier};
+pub use state::{EndpointState, ServiceHealth, now_ms};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,11 +28,13 @@ use meshgate_config as config;
 use tower::retry::budget::TpsBudget;
 
 use meshgate_observe::Metrics;
-use meshgate_observe::metrics::{KindLabels, ServiceLabel};
+use meshgate_observe::metrics::{EndpointLabels, KindLabels, Name, ServiceLabel};
+use tokio::task::AbortHandle;
 
 use crate::balance::{Balancer, EndpointLoad, hash_key};
 use crate::body::Body;
 use crate::proxy::Failure;
+use crate::rescue::ProxyError;
 
 /// One endpoint of a service.
 #[derive(Debug)]
@@ -28,6 +45,21 @@ pub struct Endpoint {
     /// `host:port` as a Host header, for services that do not preserve the client's.
     pub host_header: http::HeaderValue,
     pub load: Arc<EndpointLoad>,
+    pub weight: u32,
+}
+
+/// One endpoint as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    pub address: String,
+    pub weight: u32,
+    /// Passing active health checks (true when none are configured).
+    pub healthy: bool,
+    /// Currently ejected by outlier detection.
+    pub ejected: bool,
+    /// Requests in flight to this endpoint.
+    pub active_requests: u32,
 }
 
 /// A service ready to take traffic.
@@ -37,8 +69,17 @@ pub struct Upstream {
     loads: Vec<Arc<EndpointLoad>>,
     balancer: Balancer,
     hash_on: Option<config::HashOn>,
-    pub client: Client<HttpConnector, Body>,
+    pub client: Client<LimitedConnector, Body>,
     pub budget: TpsBudget,
+    /// Health of every endpoint (active checks and outlier ejections).
+    pub health: Arc<ServiceHealth>,
+    /// Present when the service configures outlier detection.
+    pub outlier: Option<Arc<Outlier>>,
+    pub breaker: Breaker,
+    /// Open upstream connections (`maxConnections`).
+    pub connections: Arc<Limit>,
+    /// Health checkers and the outlier sweeper; aborted on drop.
+    tasks: Vec<AbortHandle>,
     pub preserve_host: bool,
     pub metrics: Arc<Metrics>,
     /// This service's metric label, built once.
@@ -71,6 +112,7 @@ impl Upstream {
                     authority,
                     host_header,
                     load: Arc::new(EndpointLoad::new()),
+                    weight: e.weight.max(1),
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -80,10 +122,34 @@ impl Upstream {
         let weights: Vec<u32> = svc.endpoints.iter().map(|e| e.weight.max(1)).collect();
         let ids: Vec<&str> = svc.endpoints.iter().map(|e| e.address.as_str()).collect();
         let balancer = Balancer::new_with_ids(svc.load_balancer.policy, &weights, &ids);
+        let name: Arc<str> = svc.name.as_str().into();
+        let label = metrics.service(&name);
+
+        let health = Arc::new(service_health(svc, &name, &endpoints, metrics));
+        let outlier = svc.outlier_detection.as_ref().map(|o| {
+            let ejections = metrics.ejections.get_or_create(&label).clone();
+            Arc::new(Outlier::new(o, ejections))
+        });
+        let (breaker, connections) = Breaker::new(&svc.circuit_breaker, metrics, &label.service);
+
+        // Background tasks need a runtime; without one (e.g. a config check)
+        // there are none, and every endpoint stays healthy.
+        let mut tasks = Vec::new();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            if let Some(check) = &svc.health_check {
+                let authorities: Vec<Authority> =
+                    endpoints.iter().map(|e| e.authority.clone()).collect();
+                tasks = health::spawn(check, &health, &authorities)?;
+            }
+            if let Some(o) = &outlier {
+                tasks.push(tokio::spawn(o.clone().sweep(health.clone())).abort_handle());
+            }
+        }
 
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(svc.connect_timeout.get()));
         connector.set_nodelay(true);
+        let connector = LimitedConnector::new(connector, connections.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(svc.pool.idle_timeout.get())
             .pool_max_idle_per_host(svc.pool.max_idle_per_endpoint)
@@ -92,7 +158,7 @@ impl Upstream {
             .build(connector);
         let b = &svc.retry_budget;
         Ok(Upstream {
-            name: svc.name.as_str().into(),
+            name,
             loads: endpoints.iter().map(|e| e.load.clone()).collect(),
             endpoints,
             balancer,
@@ -100,9 +166,29 @@ impl Upstream {
             client,
             budget: TpsBudget::new(b.window.get(), b.min_retries_per_second, b.percent / 100.0),
             preserve_host: svc.preserve_host,
-            label: metrics.service(&svc.name.as_str().into()),
+            health,
+            outlier,
+            breaker,
+            connections,
+            tasks,
+            label,
             metrics: metrics.clone(),
         })
+    }
+
+    /// Every endpoint's live state, for the admin API.
+    pub fn endpoint_status(&self) -> Vec<EndpointStatus> {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| EndpointStatus {
+                address: e.address.to_string(),
+                weight: e.weight,
+                healthy: self.health.state(i).is_healthy(),
+                ejected: self.health.is_ejected(i),
+                active_requests: e.load.in_flight(),
+            })
+            .collect()
     }
 
     /// Records one upstream try: its latency, and a per-try timeout if that is how it ended.
@@ -120,10 +206,81 @@ impl Upstream {
         }
     }
 
-    /// Chooses an endpoint, avoiding `avoid` (the one that just failed) when there
-    /// is another to try.
-    pub fn pick(&self, hash: Option<u64>, avoid: Option<usize>) -> usize {
+    /// Records how a try on endpoint `i` ended, for outlier detection.
+    pub fn record(&self, i: usize, outcome: Outcome) {
+        if let Some(o) = &self.outlier {
+            o.record(&self.health, i, outcome);
+        }
+    }
+
+    /// Chooses an available endpoint (healthy and not ejected), avoiding `avoid`
+    /// (the one that just failed) when there is another to try.
+    ///
+    /// The balancer's choice is kept when it is available. Otherwise the balancer
+    /// is asked twice more (with the hash key rehashed, so a `RingHash` key keeps
+    /// landing on the same substitute; not for `RoundRobin`, whose extra picks
+    /// would skip turns), then the endpoints are scanned by index from a random
+    /// start (from `hash mod n` for hashed requests). So the keys of an unavailable
+    /// endpoint move to other endpoints while it is out, and come back to it when
+    /// it recovers; other keys do not move.
+    ///
+    /// If every endpoint that passes health checks is ejected, ejection is ignored
+    /// (outlier detection never empties a service). If none passes health checks:
+    /// with `panicMode` any endpoint is used (Envoy's panic mode), else the request
+    /// fails with `NoHealthyUpstream`.
+    pub fn pick(&self, hash: Option<u64>, avoid: Option<usize>) -> Result<usize, ProxyError> {
         let first = self.balancer.pick(&self.loads, hash);
+        if !self.health.guarded {
+            return Ok(self.avoiding(first, avoid));
+        }
+        let n = self.endpoints.len();
+        let avoided = |i: usize| avoid == Some(i) && n > 1;
+        let usable = |i: usize| !avoided(i) && self.health.available(i);
+        if usable(first) {
+            return Ok(first);
+        }
+        // Round robin is not asked again: each extra pick would use up a turn, and
+        // a fixed number of extra picks per request would pin it to one endpoint.
+        let rounds = if self.balancer.policy() == config::LbPolicy::RoundRobin {
+            0
+        } else {
+            2
+        };
+        for round in 1..=rounds {
+            let rehashed = hash.map(|h| hash_key(&(h ^ round).to_le_bytes()));
+            let i = self.balancer.pick(&self.loads, rehashed);
+            if usable(i) {
+                return Ok(i);
+            }
+        }
+        let start = hash.map_or_else(|| fastrand::usize(..n), |h| (h % n as u64) as usize);
+        let mut spare = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if self.health.available(i) {
+                if !avoided(i) {
+                    return Ok(i);
+                }
+                spare = Some(i);
+            }
+        }
+        if let Some(i) = spare.or_else(|| {
+            (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| self.health.state(i).is_healthy())
+        }) {
+            return Ok(i);
+        }
+        if self.health.panic_mode {
+            // The first choice, not a fresh one: round robin must not skip turns.
+            return Ok(self.avoiding(first, avoid));
+        }
+        Err(ProxyError::NoHealthyUpstream)
+    }
+
+    /// The balancer's choice `first`, ignoring health, or another endpoint when
+    /// `first` is the one to avoid.
+    fn avoiding(&self, first: usize, avoid: Option<usize>) -> usize {
         match avoid {
             Some(bad) if bad == first && self.endpoints.len() > 1 => {
                 let second = self.balancer.pick(&self.loads, None);
@@ -152,6 +309,41 @@ impl Upstream {
             IpAddr::V6(ip) => hash_key(&ip.octets()),
         })
     }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The endpoint state of a service. Every endpoint's `endpoint_healthy` and
+/// `endpoint_ejected` series start at 1 and 0, also without health checks or
+/// outlier detection (then they stay so, like the admin API's view), so a reload
+/// that turns a feature off leaves no stale value behind.
+fn service_health(
+    svc: &config::Service,
+    name: &Arc<str>,
+    endpoints: &[Endpoint],
+    metrics: &Metrics,
+) -> ServiceHealth {
+    let states = endpoints
+        .iter()
+        .map(|e| {
+            let labels = EndpointLabels {
+                service: Name(name.clone()),
+                endpoint: Name(e.address.clone()),
+            };
+            let healthy = metrics.endpoint_healthy.get_or_create(&labels).clone();
+            let ejected = metrics.endpoint_ejected.get_or_create(&labels).clone();
+            EndpointState::new(e.address.clone(), Some(healthy), Some(ejected))
+        })
+        .collect();
+    let guarded = svc.health_check.is_some() || svc.outlier_detection.is_some();
+    let panic_mode = svc.health_check.as_ref().is_some_and(|h| h.panic_mode);
+    ServiceHealth::new(name.clone(), states, guarded, panic_mode)
 }
 
 /// The value of cookie `name` across all `cookie` headers.

@@ -1,90 +1,12 @@
-//! The in-test OTLP collector (a tonic `TraceService` on 127.0.0.1:0 that hands
-//! each request to the test through a channel, optionally held behind a gate) and
-//! helpers to build spans and check what arrived.
+//! Helpers to build spans and check what arrived at the testkit's OTLP collector.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use meshgate_config::{Otlp, Tracing};
 use meshgate_observe::trace::{SpanKind, SpanRecord};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+pub use meshgate_testkit::otlp::collector;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
-use tokio::sync::{mpsc, watch};
-
-/// Forwards every request once its gate is open.
-struct Collector {
-    tx: mpsc::UnboundedSender<ExportTraceServiceRequest>,
-    gate: watch::Receiver<bool>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let _ = self.gate.clone().wait_for(|open| *open).await;
-        let _ = self.tx.send(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-pub struct Receiver {
-    pub endpoint: String,
-    requests: mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
-    pub gate: watch::Sender<bool>,
-}
-
-impl Receiver {
-    /// Requests received until `want` spans arrived in all, or `within` passed.
-    pub async fn spans(
-        &mut self,
-        want: usize,
-        within: Duration,
-    ) -> (Vec<ExportTraceServiceRequest>, usize) {
-        let deadline = tokio::time::Instant::now() + within;
-        let (mut got, mut spans) = (Vec::new(), 0);
-        while spans < want {
-            match tokio::time::timeout_at(deadline, self.requests.recv()).await {
-                Ok(Some(r)) => {
-                    spans += r
-                        .resource_spans
-                        .iter()
-                        .flat_map(|rs| &rs.scope_spans)
-                        .map(|ss| ss.spans.len())
-                        .sum::<usize>();
-                    got.push(r);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        (got, spans)
-    }
-}
-
-/// A collector on a free loopback port; it answers at once when `open`.
-pub async fn collector(open: bool) -> Receiver {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, requests) = mpsc::unbounded_channel();
-    let (gate, gate_rx) = watch::channel(open);
-    let service = TraceServiceServer::new(Collector { tx, gate: gate_rx });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    Receiver {
-        endpoint: format!("http://{addr}"),
-        requests,
-        gate,
-    }
-}
 
 pub fn tracing(endpoint: &str, max_batch: usize, timeout: Duration) -> Tracing {
     Tracing {
