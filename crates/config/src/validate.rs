@@ -41,6 +41,7 @@ impl Issues {
 pub(crate) fn validate(config: &Config) -> Vec<Issue> {
     let mut issues = Issues::default();
     check_runtime(config, &mut issues);
+    check_ops(config, &mut issues);
     let known = Known::of(config);
     check_listeners(config, &known, &mut issues);
     for (i, r) in config.routes.iter().enumerate() {
@@ -52,6 +53,47 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
         service::check(s, &format!("services[{i}]"), &mut issues);
     }
     issues.0
+}
+
+/// admin, reload and tracing settings.
+fn check_ops(config: &Config, issues: &mut Issues) {
+    if config.admin.token.as_deref() == Some("") {
+        issues.add(
+            "admin.token",
+            "must not be empty (omit it to run the admin API without auth, loopback only)",
+        );
+    }
+    if config.reload.debounce.get().is_zero() {
+        issues.add("reload.debounce", "must be greater than 0");
+    }
+    let t = &config.tracing;
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        issues.add(
+            "tracing.sampleRatio",
+            format!("{} is not between 0.0 and 1.0", t.sample_ratio),
+        );
+    }
+    if t.service_name.is_empty() {
+        issues.add("tracing.serviceName", "must not be empty");
+    }
+    if let Some(otlp) = &t.otlp {
+        let e = &otlp.endpoint;
+        let rest = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            issues.add(
+                "tracing.otlp.endpoint",
+                format!("{e:?} is not an http:// or https:// URL, e.g. http://127.0.0.1:4317"),
+            );
+        }
+        if otlp.max_batch == 0 {
+            issues.add("tracing.otlp.maxBatch", "must be at least 1");
+        }
+        if otlp.timeout.get().is_zero() {
+            issues.add("tracing.otlp.timeout", "must be greater than 0");
+        }
+    }
 }
 
 fn check_runtime(config: &Config, issues: &mut Issues) {

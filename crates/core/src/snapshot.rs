@@ -56,7 +56,7 @@ impl Snapshot {
             };
             upstreams.insert(svc.name.clone(), upstream);
         }
-        let tables = compile_tables(&config, &upstreams).map_err(CompileError)?;
+        let tables = compile_tables(&config, &upstreams, metrics).map_err(CompileError)?;
         Ok(Snapshot {
             config: Arc::new(config),
             tables,

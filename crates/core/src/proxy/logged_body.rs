@@ -81,6 +81,9 @@ impl Drop for LoggedBody {
         };
         record.duration = self.started.elapsed();
         self.shared.metrics.on_request(&record);
+        // Only the proxy thread needs it: dropping it on the log thread would bounce
+        // its refcount between cores on every request.
+        record.route_metrics = None;
         if let (Some(exporter), Some(cx)) = (&self.shared.exporter, self.trace.take())
             && cx.sampled
         {

@@ -85,7 +85,8 @@ pub async fn handle(
         request_id: request_id.clone(),
         retries: 0,
         reason: None,
-        trace_id: Some(trace.trace_id_hex()),
+        trace_id: Some(trace.trace_id),
+        route_metrics: None,
         upstream_started: None,
         upstream_elapsed: None,
     };
@@ -163,6 +164,7 @@ async fn route_and_forward(
     let rule = table.find(&view).ok_or(ProxyError::NoRoute)?;
     let route: &Route = &rule.route;
     record.route = Some(route.name.clone());
+    record.route_metrics = Some(route.metrics.clone());
 
     let mut cx = RequestCx {
         request_id: request_id.to_str().unwrap_or_default(),

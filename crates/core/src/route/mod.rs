@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use meshgate_config as config;
 
+use meshgate_observe::Metrics;
+use meshgate_observe::metrics::RouteMetrics;
+
 use crate::filter::{self, FilterChain};
 use crate::proxy::RetryPolicy;
 use crate::upstream::Upstream;
@@ -26,6 +29,8 @@ pub struct Route {
     pub request_timeout: Option<Duration>,
     pub per_try_timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
+    /// Metric handles, resolved at compile time.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// Weighted backend services of a route.
@@ -64,6 +69,7 @@ impl Backends {
 pub fn compile_tables(
     cfg: &config::Config,
     upstreams: &HashMap<String, Arc<Upstream>>,
+    metrics: &Metrics,
 ) -> Result<Vec<(Arc<str>, RouteTable)>, String> {
     let mut tables: Vec<RouteTable> = cfg
         .listeners
@@ -72,8 +78,9 @@ pub fn compile_tables(
         .collect();
     let mut order = 0;
     for (ri, r) in cfg.routes.iter().enumerate() {
-        let route =
-            Arc::new(compile_route(r, upstreams).map_err(|e| format!("routes[{ri}]: {e}"))?);
+        let route = Arc::new(
+            compile_route(r, upstreams, metrics).map_err(|e| format!("routes[{ri}]: {e}"))?,
+        );
         let matches = if r.matches.is_empty() {
             vec![config::RouteMatch::default()]
         } else {
@@ -101,6 +108,7 @@ pub fn compile_tables(
 fn compile_route(
     r: &config::Route,
     upstreams: &HashMap<String, Arc<Upstream>>,
+    metrics: &Metrics,
 ) -> Result<Route, String> {
     let services = r
         .backend_refs
@@ -113,8 +121,11 @@ fn compile_route(
         })
         .collect::<Result<Vec<_>, String>>()?;
     let total = services.iter().map(|(_, w)| *w).sum();
+    let name: Arc<str> = r.name.as_str().into();
+    let service_names: Vec<Arc<str>> = services.iter().map(|(u, _)| u.name.clone()).collect();
     Ok(Route {
-        name: r.name.as_str().into(),
+        metrics: Arc::new(metrics.route(&name, &service_names)),
+        name,
         hostnames: r.hostnames.clone(),
         filters: filter::compile(&r.filters)?,
         backends: Backends { services, total },

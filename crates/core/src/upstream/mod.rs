@@ -28,7 +28,7 @@ use meshgate_config as config;
 use tower::retry::budget::TpsBudget;
 
 use meshgate_observe::Metrics;
-use meshgate_observe::metrics::{EndpointLabels, KindLabels, Name, ServiceLabel};
+use meshgate_observe::metrics::{EndpointLabels, KindLabels, LatencyHistogram, Name, ServiceLabel};
 use tokio::task::AbortHandle;
 
 use crate::balance::{Balancer, EndpointLoad, hash_key};
@@ -84,6 +84,10 @@ pub struct Upstream {
     pub metrics: Arc<Metrics>,
     /// This service's metric label, built once.
     pub label: ServiceLabel,
+    /// Cached handles: no label lookup per try.
+    latency: LatencyHistogram,
+    timeouts: prometheus_client::metrics::counter::Counter,
+    pub retries: prometheus_client::metrics::counter::Counter,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -171,6 +175,15 @@ impl Upstream {
             breaker,
             connections,
             tasks,
+            latency: metrics.upstream_duration.get_or_create(&label).clone(),
+            timeouts: metrics
+                .timeouts
+                .get_or_create(&KindLabels {
+                    service: label.service.clone(),
+                    kind: "upstream_timeout",
+                })
+                .clone(),
+            retries: metrics.retries.get_or_create(&label).clone(),
             label,
             metrics: metrics.clone(),
         })
@@ -193,16 +206,9 @@ impl Upstream {
 
     /// Records one upstream try: its latency, and a per-try timeout if that is how it ended.
     pub fn observe_try(&self, elapsed: std::time::Duration, failure: Option<&Failure>) {
-        self.metrics
-            .upstream_duration
-            .get_or_create(&self.label)
-            .observe(elapsed.as_secs_f64());
+        self.latency.observe(elapsed);
         if failure == Some(&Failure::Timeout) {
-            let kind = KindLabels {
-                service: self.label.service.clone(),
-                kind: "upstream_timeout",
-            };
-            self.metrics.timeouts.get_or_create(&kind).inc();
+            self.timeouts.inc();
         }
     }
 

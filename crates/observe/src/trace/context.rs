@@ -1,8 +1,6 @@
 //! W3C Trace Context (`traceparent` / `tracestate`): continue the caller's trace or
 //! start one, and name the gateway's two spans (server, and client for the upstream).
 
-use std::fmt::Write as _;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -33,13 +31,17 @@ impl TraceContext {
         let parsed = headers.get(&TRACEPARENT).and_then(|v| parse(v.as_bytes()));
         let (trace_id, parent_span_id, sampled) = match parsed {
             Some((trace, parent, flags)) => (trace, Some(parent), flags & 1 == 1),
-            None => (random_nonzero::<16>(), None, fastrand::f64() < sample_ratio),
+            None => (
+                fastrand::u128(1..).to_be_bytes(),
+                None,
+                fastrand::f64() < sample_ratio,
+            ),
         };
         TraceContext {
             trace_id,
             parent_span_id,
-            span_id: random_nonzero::<8>(),
-            upstream_span_id: random_nonzero::<8>(),
+            span_id: fastrand::u64(1..).to_be_bytes(),
+            upstream_span_id: fastrand::u64(1..).to_be_bytes(),
             sampled,
             tracestate: parsed.and_then(|_| headers.get(&TRACESTATE).cloned()),
         }
@@ -47,13 +49,13 @@ impl TraceContext {
 
     /// `traceparent` for the upstream request: same trace, the client span as parent.
     pub fn upstream_traceparent(&self) -> HeaderValue {
-        let mut s = String::with_capacity(55);
-        s.push_str("00-");
-        push_hex(&mut s, &self.trace_id);
-        s.push('-');
-        push_hex(&mut s, &self.upstream_span_id);
-        s.push_str(if self.sampled { "-01" } else { "-00" });
-        HeaderValue::from_str(&s).expect("hex is a valid header value")
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        write_hex(&mut buf[3..35], &self.trace_id);
+        write_hex(&mut buf[36..52], &self.upstream_span_id);
+        if self.sampled {
+            buf[54] = b'1';
+        }
+        HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
     }
 
     pub fn trace_id_hex(&self) -> String {
@@ -103,26 +105,20 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn push_hex(s: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut s, bytes);
-    s
-}
-
-fn random_nonzero<const N: usize>() -> [u8; N] {
-    loop {
-        let mut out = [0u8; N];
-        out.iter_mut().for_each(|b| *b = fastrand::u8(..));
-        if out != [0; N] {
-            return out;
-        }
-    }
+    let mut out = vec![0u8; bytes.len() * 2];
+    write_hex(&mut out, bytes);
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]

@@ -3,16 +3,18 @@
 //! names and status classes, so cardinality is bounded by the config, never by
 //! traffic (no raw paths, hosts or client addresses).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::access_log::AccessRecord;
+
+mod histogram;
+pub use histogram::LatencyHistogram;
 
 /// A config-given name as a label value (cheap to clone).
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
@@ -77,12 +79,7 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn latency_histogram() -> Histogram {
-    // 0.25 ms … ~8 s.
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
-}
+type Histograms<L> = Family<L, LatencyHistogram>;
 
 /// Every metric the gateway exports. One per process; survives config reloads.
 pub struct Metrics {
@@ -127,16 +124,14 @@ impl Metrics {
             "Requests served, by route, service, method and status class",
             requests.clone(),
         );
-        let request_duration: Histograms<RouteLabel> =
-            Family::new_with_constructor(latency_histogram);
+        let request_duration: Histograms<RouteLabel> = Family::default();
         r.register_with_unit(
             "request_duration",
             "Downstream request duration, first byte in to last byte out",
             Unit::Seconds,
             request_duration.clone(),
         );
-        let upstream_duration: Histograms<ServiceLabel> =
-            Family::new_with_constructor(latency_histogram);
+        let upstream_duration: Histograms<ServiceLabel> = Family::default();
         r.register_with_unit(
             "upstream_duration",
             "Upstream try duration until response headers",
@@ -255,8 +250,13 @@ impl Metrics {
         out
     }
 
-    /// Records a finished request from its access record.
+    /// Records a finished request: through its route's cached handles when it
+    /// matched one, else by label lookup (requests no route matched).
     pub fn on_request(&self, r: &AccessRecord) {
+        if let Some(route) = &r.route_metrics {
+            route.on_request(r);
+            return;
+        }
         let route = Name(r.route.clone().unwrap_or_else(|| NONE.clone()));
         let service = Name(r.service.clone().unwrap_or_else(|| NONE.clone()));
         self.requests
@@ -270,7 +270,7 @@ impl Metrics {
         let route = RouteLabel { route };
         self.request_duration
             .get_or_create(&route)
-            .observe(r.duration.as_secs_f64());
+            .observe(r.duration);
         let bytes_in = r.bytes_in_total();
         if bytes_in > 0 {
             self.request_bytes.get_or_create(&route).inc_by(bytes_in);
@@ -296,6 +296,103 @@ impl Metrics {
             .inc();
         if ok {
             self.config_version.set(version as i64);
+        }
+    }
+}
+
+/// Handles of one route's metrics, resolved once when the route is compiled so the
+/// request path never looks a label set up (no lock, no hashing of names).
+pub struct RouteMetrics {
+    route: Name,
+    /// The route's backend services; the slot after the last is "none".
+    services: Vec<Name>,
+    duration: LatencyHistogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    /// Counters by (service slot, method, status class), each created on first use.
+    requests: OnceLock<Box<[OnceLock<Counter>]>>,
+    family: Family<RequestLabels, Counter>,
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.route.0)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteMetrics {
+    /// Records a finished request of this route.
+    pub fn on_request(&self, r: &AccessRecord) {
+        let slot = r
+            .service
+            .as_ref()
+            .and_then(|s| {
+                self.services
+                    .iter()
+                    .position(|n| Arc::ptr_eq(&n.0, s) || *n.0 == **s)
+            })
+            .unwrap_or(self.services.len());
+        let method = METHODS
+            .iter()
+            .position(|m| *m == method_label(&r.method))
+            .unwrap_or(METHODS.len() - 1);
+        let class = CLASSES
+            .iter()
+            .position(|c| *c == status_class(r.status))
+            .unwrap_or(4);
+        let slots = self.requests.get_or_init(|| {
+            (0..(self.services.len() + 1) * METHODS.len() * CLASSES.len())
+                .map(|_| OnceLock::new())
+                .collect()
+        });
+        let counter =
+            slots[(slot * METHODS.len() + method) * CLASSES.len() + class].get_or_init(|| {
+                let service = self
+                    .services
+                    .get(slot)
+                    .cloned()
+                    .unwrap_or_else(|| Name(NONE.clone()));
+                let labels = RequestLabels {
+                    route: self.route.clone(),
+                    service,
+                    method: METHODS[method],
+                    status_class: CLASSES[class],
+                };
+                self.family.get_or_create(&labels).clone()
+            });
+        counter.inc();
+        self.duration.observe(r.duration);
+        let bytes_in = r.bytes_in_total();
+        if bytes_in > 0 {
+            self.bytes_in.inc_by(bytes_in);
+        }
+        if r.bytes_out > 0 {
+            self.bytes_out.inc_by(r.bytes_out);
+        }
+    }
+}
+
+impl Metrics {
+    /// Resolves the handles of route `name`, whose backends are `services`.
+    pub fn route(&self, name: &Arc<str>, services: &[Arc<str>]) -> RouteMetrics {
+        let label = RouteLabel {
+            route: Name(name.clone()),
+        };
+        RouteMetrics {
+            route: Name(name.clone()),
+            services: services.iter().map(|s| Name(s.clone())).collect(),
+            duration: self.request_duration.get_or_create(&label).clone(),
+            bytes_in: self.request_bytes.get_or_create(&label).clone(),
+            bytes_out: self.response_bytes.get_or_create(&label).clone(),
+            requests: OnceLock::new(),
+            family: self.requests.clone(),
         }
     }
 }
