@@ -9,17 +9,20 @@ use crate::{Config, ConfigError, ConfigErrors};
 
 /// Reads and checks a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    parse_str(&read_file(path)?, &path.display().to_string())
+}
+
+/// A config file's text, or a located "cannot read" error naming it.
+pub fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
-            file: file.clone(),
+            file: path.display().to_string(),
             line: 0,
             column: 0,
             path: String::new(),
             message: format!("cannot read: {e}"),
         }])
-    })?;
-    parse_str(&src, &file)
+    })
 }
 
 /// Parses and checks a document; `file` names it in errors.

@@ -82,21 +82,12 @@ impl Reloader {
     pub async fn reload(&self, trigger: &'static str) -> Result<u64, ReloadError> {
         let file = self.path.display().to_string();
         let result: Result<Option<String>, ReloadError> = async {
-            let src = std::fs::read(&self.path).map_err(|e| {
-                ReloadError::Invalid(ConfigErrors(vec![meshgate_config::ConfigError {
-                    file: file.clone(),
-                    line: 0,
-                    column: 0,
-                    path: String::new(),
-                    message: format!("cannot read: {e}"),
-                }]))
-            })?;
-            let hash = source_hash(&src);
+            let src = meshgate_config::read_file(&self.path).map_err(ReloadError::Invalid)?;
+            let hash = source_hash(src.as_bytes());
             if hash == self.lock().hash {
                 return Ok(None);
             }
-            let text = String::from_utf8_lossy(&src);
-            let config = meshgate_config::parse_str(&text, &file).map_err(ReloadError::Invalid)?;
+            let config = meshgate_config::parse_str(&src, &file).map_err(ReloadError::Invalid)?;
             self.gateway.apply(config).await?;
             Ok(Some(hash))
         }

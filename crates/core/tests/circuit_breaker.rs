@@ -16,18 +16,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use meshgate_testkit::{Backend, Behaviour};
 
-fn config(route_extra: &str, services: &str) -> String {
-    format!(
-        "listeners: [{{name: l, address: \"127.0.0.1:0\"}}]
-routes:
-  - name: r
-    backendRefs: [{{name: svc}}]
-{route_extra}
-services:
-{services}"
-    )
-}
-
 fn with_breaker(b: &Backend, limits: &str) -> String {
     format!(
         "{}    circuitBreaker: {limits}\n",
@@ -78,7 +66,11 @@ async fn max_requests_sheds_the_excess_at_once() {
         ..Default::default()
     };
     let b = Backend::start_with("slow", slow).await;
-    let h = common::start(&config("", &with_breaker(&b, "{maxRequests: 5}"))).await;
+    let h = common::start(&common::one_route(
+        "",
+        &with_breaker(&b, "{maxRequests: 5}"),
+    ))
+    .await;
     let results = burst(&h, 20, "/").await;
     let (served, shed) = tally(&results);
     assert_eq!(served + shed, 20);
@@ -100,7 +92,11 @@ async fn max_pending_requests_counts_tries_awaiting_headers() {
         ..Default::default()
     };
     let b = Backend::start_with("slow", slow).await;
-    let h = common::start(&config("", &with_breaker(&b, "{maxPendingRequests: 2}"))).await;
+    let h = common::start(&common::one_route(
+        "",
+        &with_breaker(&b, "{maxPendingRequests: 2}"),
+    ))
+    .await;
     let (served, shed) = tally(&burst(&h, 8, "/").await);
     assert!((1..=2).contains(&served), "{served} served");
     assert_eq!(served + shed, 8);
@@ -110,7 +106,11 @@ async fn max_pending_requests_counts_tries_awaiting_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_streaming_body_holds_its_request_slot() {
     let b = Backend::start("b").await;
-    let h = common::start(&config("", &with_breaker(&b, "{maxRequests: 1}"))).await;
+    let h = common::start(&common::one_route(
+        "",
+        &with_breaker(&b, "{maxRequests: 1}"),
+    ))
+    .await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = http::Request::get(h.url("/bytes/67108864"))
         .header("host", "h")
@@ -143,7 +143,11 @@ async fn max_retries_zero_returns_the_upstream_answer_without_retrying() {
     };
     let b = Backend::start_with("flaky", failing).await;
     let retry = "    retry: {attempts: 3, backoff: {base: 1ms, max: 1ms}}";
-    let h = common::start(&config(retry, &with_breaker(&b, "{maxRetries: 0}"))).await;
+    let h = common::start(&common::one_route(
+        retry,
+        &with_breaker(&b, "{maxRetries: 0}"),
+    ))
+    .await;
     let r = h.get("h", "/").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.body.contains("flaky: failing request 1"), "{}", r.body);
@@ -161,7 +165,11 @@ async fn retries_within_the_limit_still_happen() {
     };
     let b = Backend::start_with("flaky", failing).await;
     let retry = "    retry: {attempts: 3, backoff: {base: 1ms, max: 1ms}}";
-    let h = common::start(&config(retry, &with_breaker(&b, "{maxRetries: 1}"))).await;
+    let h = common::start(&common::one_route(
+        retry,
+        &with_breaker(&b, "{maxRetries: 1}"),
+    ))
+    .await;
     // One request holds one retry slot for all its retries.
     assert_eq!(h.get("h", "/").await.status, StatusCode::OK);
     assert_eq!(b.hits(), 3);
@@ -171,7 +179,11 @@ async fn retries_within_the_limit_still_happen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_connections_caps_upstream_connections() {
     let b = Backend::start("b").await;
-    let h = common::start(&config("", &with_breaker(&b, "{maxConnections: 2}"))).await;
+    let h = common::start(&common::one_route(
+        "",
+        &with_breaker(&b, "{maxConnections: 2}"),
+    ))
+    .await;
     let first = burst(&h, 10, "/sleep/300").await;
     let (served, shed) = tally(&first);
     assert!((1..=2).contains(&served), "{served} served");

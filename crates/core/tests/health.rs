@@ -44,19 +44,6 @@ fn status(h: &common::Harness) -> Vec<EndpointStatus> {
     h.gateway.snapshot().upstreams["svc"].endpoint_status()
 }
 
-/// Polls `cond` every 10 ms; the time it took, or a panic after `limit`.
-async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !cond() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
-}
-
 /// Binds a backend on `addr` again, retrying while the old socket lets go.
 async fn restart(addr: SocketAddr, name: &str) -> Backend {
     let started = Instant::now();
@@ -83,7 +70,7 @@ async fn killed_endpoint_leaves_and_rejoins(check: &str) {
 
     let b_addr = b.addr;
     drop(b);
-    let out = wait_for("b unhealthy", Duration::from_secs(3), || {
+    let out = common::wait_for("b unhealthy", Duration::from_secs(3), || {
         !status(&h)[1].healthy
     })
     .await;
@@ -101,7 +88,7 @@ async fn killed_endpoint_leaves_and_rejoins(check: &str) {
     assert_eq!(a.hits(), before + 20);
 
     let b = restart(b_addr, "b").await;
-    let back = wait_for("b healthy", Duration::from_secs(3), || {
+    let back = common::wait_for("b healthy", Duration::from_secs(3), || {
         status(&h)[1].healthy
     })
     .await;
@@ -137,7 +124,7 @@ async fn failing_health_endpoint_takes_a_live_backend_out() {
     let b = Backend::start("b").await;
     let h = common::start(&config(&checked(&[a.addr, b.addr], "http: {}"))).await;
     b.set_health_failing(true);
-    wait_for("b unhealthy", Duration::from_secs(3), || {
+    common::wait_for("b unhealthy", Duration::from_secs(3), || {
         !status(&h)[1].healthy
     })
     .await;
@@ -147,7 +134,7 @@ async fn failing_health_endpoint_takes_a_live_backend_out() {
     }
     assert_eq!(b.hits(), before, "b serves other paths but gets no traffic");
     b.set_health_failing(false);
-    wait_for("b healthy", Duration::from_secs(3), || {
+    common::wait_for("b healthy", Duration::from_secs(3), || {
         status(&h)[1].healthy
     })
     .await;
@@ -160,7 +147,7 @@ async fn no_healthy_endpoint_gives_503() {
     let h = common::start(&config(&checked(&[a.addr, b.addr], "http: {}"))).await;
     a.set_health_failing(true);
     b.set_health_failing(true);
-    wait_for("all unhealthy", Duration::from_secs(3), || {
+    common::wait_for("all unhealthy", Duration::from_secs(3), || {
         status(&h).iter().all(|e| !e.healthy)
     })
     .await;
@@ -183,7 +170,7 @@ async fn panic_mode_sends_to_unhealthy_endpoints() {
     let h = common::start(&config(&services)).await;
     a.set_health_failing(true);
     b.set_health_failing(true);
-    wait_for("all unhealthy", Duration::from_secs(3), || {
+    common::wait_for("all unhealthy", Duration::from_secs(3), || {
         status(&h).iter().all(|e| !e.healthy)
     })
     .await;
@@ -203,7 +190,7 @@ async fn reload_keeps_checkers_of_an_unchanged_service_and_stops_removed_ones() 
     let services = checked(&[a.addr, b.addr], "http: {}");
     let h = common::start(&config(&services)).await;
     b.set_health_failing(true);
-    wait_for("b unhealthy", Duration::from_secs(3), || {
+    common::wait_for("b unhealthy", Duration::from_secs(3), || {
         !status(&h)[1].healthy
     })
     .await;
@@ -219,7 +206,7 @@ async fn reload_keeps_checkers_of_an_unchanged_service_and_stops_removed_ones() 
         .unwrap();
     assert!(!status(&h)[1].healthy, "health state survived the reload");
     let checks = b.health_checks();
-    wait_for("checks go on", Duration::from_secs(3), || {
+    common::wait_for("checks go on", Duration::from_secs(3), || {
         b.health_checks() > checks + 1
     })
     .await;

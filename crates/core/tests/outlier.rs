@@ -41,19 +41,6 @@ fn ejected(h: &common::Harness) -> Vec<bool> {
     status(h).iter().map(|e| e.ejected).collect()
 }
 
-/// Polls `cond` every 5 ms; the time it took, or a panic after `limit`.
-async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !cond() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
-}
-
 /// Sends requests until endpoint `i` is ejected (at most `max`); returns when.
 async fn send_until_ejected(h: &common::Harness, i: usize, max: usize) -> Instant {
     for _ in 0..max {
@@ -84,7 +71,7 @@ async fn consecutive_5xx_ejects_for_a_growing_time() {
     }
     assert_eq!(bad.hits(), 3, "no traffic while ejected");
     let first = ejected_at.elapsed()
-        + wait_for("first return", Duration::from_secs(3), || !ejected(&h)[1]).await;
+        + common::wait_for("first return", Duration::from_secs(3), || !ejected(&h)[1]).await;
     assert!(
         (Duration::from_millis(250)..Duration::from_millis(900)).contains(&first),
         "first ejection lasted {first:?}, want ~300ms"
@@ -94,7 +81,7 @@ async fn consecutive_5xx_ejects_for_a_growing_time() {
     let ejected_at = send_until_ejected(&h, 1, 20).await;
     assert_eq!(bad.hits(), 6);
     let second = ejected_at.elapsed()
-        + wait_for("second return", Duration::from_secs(3), || !ejected(&h)[1]).await;
+        + common::wait_for("second return", Duration::from_secs(3), || !ejected(&h)[1]).await;
     assert!(
         (Duration::from_millis(550)..Duration::from_millis(1300)).contains(&second),
         "second ejection lasted {second:?}, want ~600ms"
@@ -127,7 +114,7 @@ async fn ejected_gauge_is_reset_without_traffic() {
     };
     assert!(h.gateway.metrics().encode().contains(&gauge(1)));
     // No request is sent: the sweeper alone must notice the end of the ejection.
-    let took = wait_for("gauge back to 0", Duration::from_secs(3), || {
+    let took = common::wait_for("gauge back to 0", Duration::from_secs(3), || {
         h.gateway.metrics().encode().contains(&gauge(0))
     })
     .await;

@@ -10,18 +10,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use meshgate_testkit::{Backend, Behaviour};
 
-fn config(route_extra: &str, services: &str) -> String {
-    format!(
-        "listeners: [{{name: l, address: \"127.0.0.1:0\"}}]
-routes:
-  - name: r
-    backendRefs: [{{name: svc}}]
-{route_extra}
-services:
-{services}"
-    )
-}
-
 fn last_log(lines: &[serde_json::Value]) -> &serde_json::Value {
     lines.last().expect("a log line")
 }
@@ -29,7 +17,7 @@ fn last_log(lines: &[serde_json::Value]) -> &serde_json::Value {
 #[tokio::test]
 async fn per_try_timeout_gives_504_with_reason() {
     let b = Backend::start("slow").await;
-    let yaml = config(
+    let yaml = common::one_route(
         "    timeouts: {backendRequest: 200ms}",
         &common::service("svc", &[b.addr]),
     );
@@ -55,7 +43,11 @@ async fn per_try_timeout_gives_504_with_reason() {
 async fn request_timeout_covers_all_tries() {
     let b = Backend::start("slow").await;
     let extra = "    timeouts: {request: 300ms, backendRequest: 200ms}\n    retry: {attempts: 5, retryOn: [timeout], backoff: {base: 1ms, max: 1ms}}";
-    let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[b.addr]),
+    ))
+    .await;
     let started = Instant::now();
     let r = h.get("h", "/sleep/1000").await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
@@ -78,7 +70,11 @@ async fn retries_a_backend_that_fails_the_first_times() {
     )
     .await;
     let extra = "    retry: {attempts: 2, backoff: {base: 5ms, max: 20ms}}";
-    let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[b.addr]),
+    ))
+    .await;
     let r = h.get("h", "/x").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(b.hits(), 3);
@@ -98,7 +94,11 @@ async fn too_few_attempts_return_the_upstream_failure() {
     )
     .await;
     let extra = "    retry: {attempts: 2, backoff: {base: 1ms, max: 2ms}}";
-    let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[b.addr]),
+    ))
+    .await;
     let r = h.get("h", "/x").await;
     assert_eq!(
         r.status,
@@ -113,7 +113,11 @@ async fn down_endpoint_is_retried_on_another_and_all_down_is_503() {
     let up = Backend::start("up").await;
     let dead = common::dead_addr();
     let extra = "    retry: {attempts: 2, backoff: {base: 1ms, max: 2ms}}";
-    let h = common::start(&config(extra, &common::service("svc", &[dead, up.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[dead, up.addr]),
+    ))
+    .await;
     for _ in 0..10 {
         let r = h.get("h", "/x").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -125,7 +129,7 @@ async fn down_endpoint_is_retried_on_another_and_all_down_is_503() {
         "round robin sent some first tries to the dead endpoint: {retried}"
     );
 
-    let only_dead = config("", &common::service("svc", &[common::dead_addr()]));
+    let only_dead = common::one_route("", &common::service("svc", &[common::dead_addr()]));
     let h = common::start(&only_dead).await;
     let r = h.get("h", "/x").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -139,7 +143,7 @@ async fn down_endpoint_is_retried_on_another_and_all_down_is_503() {
 #[tokio::test]
 async fn connection_reset_is_502_and_retried_when_asked() {
     let b = Backend::start("resetting").await;
-    let h = common::start(&config("", &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route("", &common::service("svc", &[b.addr]))).await;
     let r = h.get("h", "/drop").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.json()["error"], "upstream_reset");
@@ -147,7 +151,11 @@ async fn connection_reset_is_502_and_retried_when_asked() {
 
     let extra = "    retry: {attempts: 3, retryOn: [reset], backoff: {base: 1ms, max: 2ms}}";
     let b = Backend::start("resetting").await;
-    let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[b.addr]),
+    ))
+    .await;
     assert_eq!(h.get("h", "/drop").await.status, StatusCode::BAD_GATEWAY);
     assert_eq!(b.hits(), 4);
 }
@@ -163,7 +171,11 @@ async fn non_idempotent_methods_are_retried_only_when_allowed() {
     )
     .await;
     let extra = "    retry: {attempts: 2, backoff: {base: 1ms, max: 2ms}}";
-    let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[b.addr]),
+    ))
+    .await;
     let r = h
         .send(Method::POST, "h", "/orders", &[], Bytes::from_static(b"{}"))
         .await;
@@ -180,7 +192,11 @@ async fn non_idempotent_methods_are_retried_only_when_allowed() {
     .await;
     let extra =
         "    retry: {attempts: 2, retryNonIdempotent: true, backoff: {base: 1ms, max: 2ms}}";
-    let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[b.addr]),
+    ))
+    .await;
     let r = h
         .send(
             Method::POST,
@@ -206,7 +222,11 @@ async fn bodies_over_the_buffer_limit_are_streamed_and_never_retried() {
     )
     .await;
     let extra = "    retry: {attempts: 2, retryNonIdempotent: true, bodyBufferBytes: 1024, backoff: {base: 1ms, max: 2ms}}";
-    let h = common::start(&config(extra, &common::service("svc", &[b.addr]))).await;
+    let h = common::start(&common::one_route(
+        extra,
+        &common::service("svc", &[b.addr]),
+    ))
+    .await;
     let big = Bytes::from(vec![b'x'; 4096]);
     let r = h.send(Method::PUT, "h", "/blob", &[], big.clone()).await;
     assert_eq!(
@@ -238,7 +258,7 @@ async fn retry_budget_caps_retries_during_an_outage() {
         "{}    retryBudget: {{percent: 20, minRetriesPerSecond: 1, window: 10s}}\n",
         common::service("svc", &[b.addr])
     );
-    let h = common::start(&config(extra, &svc)).await;
+    let h = common::start(&common::one_route(extra, &svc)).await;
     let requests = 200;
     for _ in 0..requests {
         assert_eq!(
@@ -271,7 +291,7 @@ async fn retry_budget_caps_retries_during_an_outage() {
         "{}    retryBudget: {{percent: 0, minRetriesPerSecond: 0}}\n",
         common::service("svc", &[b.addr])
     );
-    let h = common::start(&config(extra, &svc)).await;
+    let h = common::start(&common::one_route(extra, &svc)).await;
     assert_eq!(
         h.get("h", "/x").await.status,
         StatusCode::SERVICE_UNAVAILABLE

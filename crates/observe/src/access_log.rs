@@ -121,7 +121,7 @@ fn millis(d: Duration) -> f64 {
 /// Handle to the log writer; cloned into every connection.
 #[derive(Debug, Clone, Default)]
 pub struct AccessLog {
-    tx: Option<SyncSender<AccessRecord>>,
+    tx: Option<SyncSender<Msg>>,
     dropped: Counter,
 }
 
@@ -172,9 +172,20 @@ impl AccessLog {
 
     pub fn send(&self, record: AccessRecord) {
         if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_)) = tx.try_send(record)
+            && let Err(TrySendError::Full(_)) = tx.try_send(Msg::Record(Box::new(record)))
         {
             self.dropped.inc();
+        }
+    }
+
+    /// Waits (up to `limit`) until every record sent so far is written and flushed.
+    /// Called when the gateway stops, so the last lines are not lost at exit.
+    pub fn flush(&self, limit: Duration) {
+        if let Some(tx) = &self.tx {
+            let (done, wait) = sync_channel(1);
+            if tx.send(Msg::Flush(done)).is_ok() {
+                let _ = wait.recv_timeout(limit);
+            }
         }
     }
 
@@ -184,22 +195,36 @@ impl AccessLog {
     }
 }
 
+/// What the writer thread receives.
+enum Msg {
+    Record(Box<AccessRecord>),
+    /// Write everything queued before this, flush, then answer.
+    Flush(SyncSender<()>),
+}
+
 /// Writes records as they come, flushing whenever the queue runs dry, then
 /// pausing `BATCH_WAIT` so that under load records are taken in batches. Ends when
 /// every sender is gone.
-fn write_loop(rx: Receiver<AccessRecord>, out: Box<dyn Write + Send>) {
+fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
     let mut next = rx.recv().ok();
-    while let Some(record) = next {
-        line.clear();
-        if serde_json::to_writer(&mut line, &record.line()).is_ok() {
-            line.push(b'\n');
-            let _ = out.write_all(&line);
+    while let Some(msg) = next {
+        match msg {
+            Msg::Record(record) => {
+                line.clear();
+                if serde_json::to_writer(&mut line, &record.line()).is_ok() {
+                    line.push(b'\n');
+                    let _ = out.write_all(&line);
+                }
+            }
+            Msg::Flush(done) => {
+                let _ = out.flush();
+                let _ = done.send(());
+            }
         }
-        drop(record);
         next = match rx.try_recv() {
-            Ok(r) => Some(r),
+            Ok(m) => Some(m),
             Err(TryRecvError::Empty) => {
                 let _ = out.flush();
                 // Let records pile up for a moment instead of being woken for each
@@ -207,7 +232,7 @@ fn write_loop(rx: Receiver<AccessRecord>, out: Box<dyn Write + Send>) {
                 // than writing the line does. Lines still appear within BATCH_WAIT.
                 std::thread::sleep(BATCH_WAIT);
                 match rx.try_recv() {
-                    Ok(r) => Some(r),
+                    Ok(m) => Some(m),
                     Err(TryRecvError::Empty) => rx.recv().ok(),
                     Err(TryRecvError::Disconnected) => None,
                 }

@@ -199,6 +199,9 @@ impl Gateway {
             }
         })
         .await;
+        // The last requests' lines must reach the log before the process exits.
+        let log = self.shared.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(2))).await;
     }
 
     fn serve(&self, bound: Vec<(Listener, tokio::net::TcpListener)>) {

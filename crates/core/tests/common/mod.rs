@@ -179,3 +179,30 @@ pub fn dead_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// One listener, one route `r` to service `svc` with `route_extra` lines appended
+/// to the route, and the `services` entries given.
+pub fn one_route(route_extra: &str, services: &str) -> String {
+    format!(
+        "listeners: [{{name: l, address: \"127.0.0.1:0\"}}]
+routes:
+  - name: r
+    backendRefs: [{{name: svc}}]
+{route_extra}
+services:
+{services}"
+    )
+}
+
+/// Polls `cond` every 5 ms; the time it took, or a panic after `limit`.
+pub async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
