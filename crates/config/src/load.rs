@@ -105,7 +105,7 @@ mod tests {
             ),
             (
                 "routes:\n  - name: r\n    bogus: 1\n",
-                "t.yaml:3:5: routes[0].bogus: unknown field `bogus`, expected one of name, hostnames, listeners, matches, filters, backendRefs, timeouts, retry",
+                "t.yaml:3:5: routes[0].bogus: unknown field `bogus`, expected one of name, hostnames, listeners, matches, policies, filters, backendRefs, timeouts, retry",
             ),
             (
                 "routes:\n  - name: r\n    timeouts:\n      request: 5\n",

@@ -9,6 +9,7 @@
 //! appear in a document written in that order; no sorting is needed.
 
 mod names;
+mod policy;
 mod route;
 mod route_filter;
 mod service;
@@ -52,6 +53,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
         known.check_name(Kind::Service, i, &mut issues);
         service::check(s, &format!("services[{i}]"), &mut issues);
     }
+    policy::check(config, &mut issues);
     issues.0
 }
 

@@ -28,6 +28,16 @@ pub enum ProxyError {
     Overflow,
     #[error("no endpoint of the service passes health checks")]
     NoHealthyUpstream,
+    #[error("the client address is not allowed")]
+    IpDenied,
+    #[error("the request URI is longer than allowed")]
+    UriTooLong,
+    #[error("the request headers are larger than allowed")]
+    HeadersTooLarge,
+    #[error("the request body is larger than allowed")]
+    BodyTooLarge,
+    #[error("a content-length is required for request bodies here")]
+    LengthRequired,
 }
 
 impl ProxyError {
@@ -41,6 +51,11 @@ impl ProxyError {
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::PerTryTimeout | ProxyError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::IpDenied => StatusCode::FORBIDDEN,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::LengthRequired => StatusCode::LENGTH_REQUIRED,
         }
     }
 
@@ -57,6 +72,11 @@ impl ProxyError {
             ProxyError::ClientBody => "client_body_error",
             ProxyError::Overflow => "overflow",
             ProxyError::NoHealthyUpstream => "no_healthy_upstream",
+            ProxyError::IpDenied => "ip_denied",
+            ProxyError::UriTooLong => "uri_too_long",
+            ProxyError::HeadersTooLarge => "headers_too_large",
+            ProxyError::BodyTooLarge => "body_too_large",
+            ProxyError::LengthRequired => "length_required",
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use meshgate_config::Config;
 use meshgate_observe::Metrics;
 
+use crate::filter::FilterChain;
 use crate::route::{RouteTable, compile_tables};
 use crate::upstream::Upstream;
 
@@ -17,6 +18,8 @@ pub struct Snapshot {
     /// One per `config.listeners` entry, same order, by listener name.
     pub tables: Vec<(Arc<str>, RouteTable)>,
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Policies of listeners that have any, run before routing.
+    pub listener_policies: Vec<(Arc<str>, FilterChain)>,
 }
 
 /// A config that validated but could not be turned into runtime state.
@@ -25,6 +28,14 @@ pub struct Snapshot {
 pub struct CompileError(pub String);
 
 impl Snapshot {
+    /// The policy chain of listener `name`, if it has policies.
+    pub fn listener_policies(&self, name: &str) -> Option<&FilterChain> {
+        self.listener_policies
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, c)| c)
+    }
+
     /// The route table of listener `name` (a short scan: listeners are few).
     pub fn table(&self, name: &str) -> Option<&RouteTable> {
         self.tables
@@ -56,11 +67,30 @@ impl Snapshot {
             };
             upstreams.insert(svc.name.clone(), upstream);
         }
-        let tables = compile_tables(&config, &upstreams, metrics).map_err(CompileError)?;
+        let policies = crate::filter::compile_policies(&config.policies).map_err(CompileError)?;
+        let tables =
+            compile_tables(&config, &upstreams, &policies, metrics).map_err(CompileError)?;
+        let listener_policies = config
+            .listeners
+            .iter()
+            .filter(|l| !l.policies.is_empty())
+            .map(|l| {
+                let request = crate::route::policy_chain(&l.policies, &policies)
+                    .map_err(|e| CompileError(format!("listeners {:?}: {e}", l.name)))?;
+                Ok((
+                    Arc::from(l.name.as_str()),
+                    FilterChain {
+                        request,
+                        response: Vec::new(),
+                    },
+                ))
+            })
+            .collect::<Result<_, CompileError>>()?;
         Ok(Snapshot {
             config: Arc::new(config),
             tables,
             upstreams,
+            listener_policies,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 mod filter;
 mod ops;
+mod policy;
 mod resilience;
 mod retry_on;
 mod route;
@@ -11,6 +12,7 @@ mod service;
 
 pub use filter::*;
 pub use ops::*;
+pub use policy::*;
 pub use resilience::*;
 pub use retry_on::RetryOn;
 pub use route::*;
@@ -50,6 +52,10 @@ pub struct Config {
     /// Named upstream clusters that routes send traffic to.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// Reusable policies (access rules and request limits so far), referenced by
+    /// name from `listeners[].policies` and `routes[].policies`.
+    #[serde(default)]
+    pub policies: Vec<Policy>,
 }
 
 /// Process-wide runtime settings.
@@ -115,6 +121,9 @@ pub struct Listener {
     /// on the same port.
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// Policies run first on every route of this listener, in this order.
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 /// Listener protocols.

@@ -25,6 +25,10 @@ pub struct Route {
     /// `PathPrefix /` match.
     #[serde(default)]
     pub matches: Vec<RouteMatch>,
+    /// Policies (by name, from `policies`) run in this order after the listener's,
+    /// before `filters`.
+    #[serde(default)]
+    pub policies: Vec<String>,
     /// Filters run in the order given: request filters before forwarding,
     /// response filters on the way back.
     #[serde(default)]

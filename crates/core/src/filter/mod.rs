@@ -4,6 +4,7 @@
 
 mod direct;
 mod headers;
+mod policy;
 mod redirect;
 mod rewrite;
 
@@ -21,6 +22,8 @@ pub enum Flow {
     Continue,
     /// Answer with this response; later filters and the upstream are skipped.
     Respond(Response<Body>),
+    /// Refuse the request; the rescue path answers and logs the reason.
+    Reject(crate::rescue::ProxyError),
 }
 
 /// Facts about the request that filters read and may refine.
@@ -37,6 +40,8 @@ pub struct RequestCx<'a> {
     pub matched_prefix_len: Option<usize>,
     /// Host to send upstream instead of the client's (set by `URLRewrite`).
     pub host_override: Option<http::HeaderValue>,
+    /// The client's address (the TCP peer).
+    pub client: std::net::IpAddr,
 }
 
 /// One policy step of a route.
@@ -60,8 +65,9 @@ impl FilterChain {
     /// Runs request filters; the first `Respond` wins.
     pub fn on_request(&self, req: &mut http::request::Parts, cx: &mut RequestCx<'_>) -> Flow {
         for f in &self.request {
-            if let Flow::Respond(resp) = f.on_request(req, cx) {
-                return Flow::Respond(resp);
+            match f.on_request(req, cx) {
+                Flow::Continue => {}
+                done => return done,
             }
         }
         Flow::Continue
@@ -73,6 +79,8 @@ impl FilterChain {
         }
     }
 }
+
+pub use policy::compile_policies;
 
 /// Builds a route's chain. Validation has already checked the settings; anything
 /// that still cannot compile is reported, never panicked on.

@@ -153,6 +153,23 @@ async fn route_and_forward(
         None => "",
     };
     let host = normalise_host(authority_text);
+    let mut cx = RequestCx {
+        request_id: request_id.to_str().unwrap_or_default(),
+        scheme: conn.scheme,
+        authority: authority_text,
+        listener_port: conn.local.port(),
+        matched_prefix_len: None,
+        host_override: None,
+        client: conn.client.ip(),
+    };
+    // The listener's policies run for every request, before routing.
+    if let Some(policies) = snapshot.listener_policies(&conn.listener) {
+        match policies.on_request(parts, &mut cx) {
+            Flow::Continue => {}
+            Flow::Respond(resp) => return Ok((resp, None)),
+            Flow::Reject(err) => return Err(err),
+        }
+    }
     let table = snapshot.table(&conn.listener).ok_or(ProxyError::NoRoute)?;
     let view = RequestView {
         host: &host,
@@ -165,17 +182,11 @@ async fn route_and_forward(
     let route: &Route = &rule.route;
     record.route = Some(route.name.clone());
     record.route_metrics = Some(route.metrics.clone());
-
-    let mut cx = RequestCx {
-        request_id: request_id.to_str().unwrap_or_default(),
-        scheme: conn.scheme,
-        authority: authority_text,
-        listener_port: conn.local.port(),
-        matched_prefix_len: rule.matched_prefix_len(),
-        host_override: None,
-    };
-    if let Flow::Respond(resp) = route.filters.on_request(parts, &mut cx) {
-        return Ok((with_response_filters(resp, route, &cx), None));
+    cx.matched_prefix_len = rule.matched_prefix_len();
+    match route.filters.on_request(parts, &mut cx) {
+        Flow::Continue => {}
+        Flow::Respond(resp) => return Ok((with_response_filters(resp, route, &cx), None)),
+        Flow::Reject(err) => return Err(err),
     }
     let upstream = route.backends.pick().ok_or(ProxyError::NoBackend)?;
     record.service = Some(upstream.name.clone());

@@ -15,7 +15,7 @@ use meshgate_config as config;
 use meshgate_observe::Metrics;
 use meshgate_observe::metrics::RouteMetrics;
 
-use crate::filter::{self, FilterChain};
+use crate::filter::{self, Filter, FilterChain};
 use crate::proxy::RetryPolicy;
 use crate::upstream::Upstream;
 
@@ -69,6 +69,7 @@ impl Backends {
 pub fn compile_tables(
     cfg: &config::Config,
     upstreams: &HashMap<String, Arc<Upstream>>,
+    policies: &HashMap<String, Arc<dyn Filter>>,
     metrics: &Metrics,
 ) -> Result<Vec<(Arc<str>, RouteTable)>, String> {
     let mut tables: Vec<RouteTable> = cfg
@@ -79,7 +80,8 @@ pub fn compile_tables(
     let mut order = 0;
     for (ri, r) in cfg.routes.iter().enumerate() {
         let route = Arc::new(
-            compile_route(r, upstreams, metrics).map_err(|e| format!("routes[{ri}]: {e}"))?,
+            compile_route(r, upstreams, policies, metrics)
+                .map_err(|e| format!("routes[{ri}]: {e}"))?,
         );
         let matches = if r.matches.is_empty() {
             vec![config::RouteMatch::default()]
@@ -108,6 +110,7 @@ pub fn compile_tables(
 fn compile_route(
     r: &config::Route,
     upstreams: &HashMap<String, Arc<Upstream>>,
+    policies: &HashMap<String, Arc<dyn Filter>>,
     metrics: &Metrics,
 ) -> Result<Route, String> {
     let services = r
@@ -127,10 +130,35 @@ fn compile_route(
         metrics: Arc::new(metrics.route(&name, &service_names)),
         name,
         hostnames: r.hostnames.clone(),
-        filters: filter::compile(&r.filters)?,
+        filters: {
+            let mut chain = filter::FilterChain {
+                request: policy_chain(&r.policies, policies)?,
+                response: Vec::new(),
+            };
+            let own = filter::compile(&r.filters)?;
+            chain.request.extend(own.request);
+            chain.response = own.response;
+            chain
+        },
         backends: Backends { services, total },
         request_timeout: r.timeouts.request.map(|d| d.get()),
         per_try_timeout: r.timeouts.backend_request.map(|d| d.get()),
         retry: r.retry.as_ref().map(RetryPolicy::from_config),
     })
+}
+
+/// The named policies, in order, as request filters.
+pub fn policy_chain(
+    names: &[String],
+    policies: &HashMap<String, Arc<dyn Filter>>,
+) -> Result<Vec<Arc<dyn Filter>>, String> {
+    names
+        .iter()
+        .map(|n| {
+            policies
+                .get(n)
+                .cloned()
+                .ok_or_else(|| format!("unknown policy {n:?}"))
+        })
+        .collect()
 }

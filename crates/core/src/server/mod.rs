@@ -137,10 +137,10 @@ impl Gateway {
         let (keep, gone): (Vec<Running>, Vec<Running>) = self
             .lock_listeners()
             .drain(..)
-            .partition(|r| wanted.contains(&r.spec));
+            .partition(|r| wanted.iter().any(|l| same_socket(l, &r.spec)));
         let new_specs: Vec<Listener> = wanted
             .iter()
-            .filter(|l| !keep.iter().any(|r| r.spec == **l))
+            .filter(|l| !keep.iter().any(|r| same_socket(l, &r.spec)))
             .cloned()
             .collect();
         // A new listener that wants the address of one going away (a rename or a
@@ -230,6 +230,13 @@ impl Gateway {
         // A poisoned lock only means a panic elsewhere; the list itself is intact.
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Whether two listener specs describe the same socket. Policies are not part of
+/// it: they live in the snapshot, so changing them must not rebind (on port 0 that
+/// would even move the listener to a new port).
+fn same_socket(a: &Listener, b: &Listener) -> bool {
+    a.name == b.name && a.address == b.address && a.protocol == b.protocol
 }
 
 /// Binds every spec or none (sockets bound so far close when this returns an error).

@@ -1,0 +1,17 @@
+//! Every runnable config in `examples/` and the bench configs stays valid.
+
+#[test]
+fn every_example_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut checked = 0;
+    for dir in ["examples", "bench"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                meshgate_config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "found only {checked} configs");
+}
