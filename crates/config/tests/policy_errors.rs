@@ -45,7 +45,21 @@ const TABLE: &[(&str, &str)] = &[
         policies:
           - {name: p, type: RateLimit}
         ",
-        "t.yaml:2:21: policies[0].type: unknown variant `RateLimit`, expected one of IpAccess, RequestLimits",
+        "t.yaml:2:21: policies[0].type: unknown variant `RateLimit`, expected one of ApiKey, IpAccess, RequestLimits",
+    ),
+    (
+        "
+        consumers:
+          - {name: a, apiKeys: [mgk_plaintextkey]}
+          - {name: a, apiKeys: [\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\", \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"]}
+        policies:
+          - {name: k, type: ApiKey, apiKey: {header: \"bad header\", queryParam: \"\"}}
+        ",
+        "t.yaml:5:46: policies[0].apiKey.header: \"bad header\" is not a valid header name\n\
+         t.yaml:5:72: policies[0].apiKey.queryParam: must not be empty\n\
+         t.yaml:2:25: consumers[0].apiKeys[0]: expected sha256:<64 hex digits>, the hash printed by `meshgate keys generate` (never the key itself)\n\
+         t.yaml:3:12: consumers[1].name: duplicate consumer name \"a\" (first at consumers[0])\n\
+         t.yaml:3:100: consumers[1].apiKeys[1]: the same key hash is already used at consumers[1].apiKeys[0]",
     ),
 ];
 

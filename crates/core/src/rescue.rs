@@ -28,6 +28,10 @@ pub enum ProxyError {
     Overflow,
     #[error("no endpoint of the service passes health checks")]
     NoHealthyUpstream,
+    #[error("the request carries no credentials")]
+    MissingCredentials,
+    #[error("the credentials are not valid")]
+    InvalidCredentials,
     #[error("the client address is not allowed")]
     IpDenied,
     #[error("the request URI is longer than allowed")]
@@ -52,6 +56,9 @@ impl ProxyError {
             ProxyError::PerTryTimeout | ProxyError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
             ProxyError::IpDenied => StatusCode::FORBIDDEN,
+            ProxyError::MissingCredentials | ProxyError::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -73,6 +80,8 @@ impl ProxyError {
             ProxyError::Overflow => "overflow",
             ProxyError::NoHealthyUpstream => "no_healthy_upstream",
             ProxyError::IpDenied => "ip_denied",
+            ProxyError::MissingCredentials => "missing_credentials",
+            ProxyError::InvalidCredentials => "invalid_credentials",
             ProxyError::UriTooLong => "uri_too_long",
             ProxyError::HeadersTooLarge => "headers_too_large",
             ProxyError::BodyTooLarge => "body_too_large",

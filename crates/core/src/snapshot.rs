@@ -67,7 +67,8 @@ impl Snapshot {
             };
             upstreams.insert(svc.name.clone(), upstream);
         }
-        let policies = crate::filter::compile_policies(&config.policies).map_err(CompileError)?;
+        let policies = crate::filter::compile_policies(&config.policies, &config.consumers)
+            .map_err(CompileError)?;
         let tables =
             compile_tables(&config, &upstreams, &policies, metrics).map_err(CompileError)?;
         let listener_policies = config

@@ -42,6 +42,11 @@ enum Command {
     },
     /// Print the JSON Schema of the config file.
     Schema,
+    /// API key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run a demo echo backend (answers with a JSON echo of each request).
     Echo {
         /// Address to listen on.
@@ -53,6 +58,13 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random API key (give it to the consumer) and its hash (put it in
+    /// `consumers[].apiKeys`).
+    Generate,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -60,6 +72,22 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate(&file),
         Command::Demo { port } => demo::run(port),
         Command::Echo { listen, name } => demo::echo(listen, &name),
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => match meshgate_core::credentials::generate_api_key() {
+            Ok(key) => {
+                println!("key:  {key}");
+                println!("hash: {}", meshgate_core::credentials::hash_api_key(&key));
+                eprintln!(
+                    "Give the key to the consumer; put only the hash in consumers[].apiKeys."
+                );
+                ExitCode::SUCCESS
+            }
+            Err(_) => {
+                eprintln!("the system random generator failed");
+                ExitCode::FAILURE
+            }
+        },
         Command::Schema => {
             println!("{}", meshgate_config::json_schema());
             ExitCode::SUCCESS

@@ -41,6 +41,8 @@ pub struct AccessRecord {
     /// response headers (or failure).
     pub upstream_started: Option<SystemTime>,
     pub upstream_elapsed: Option<Duration>,
+    /// The authenticated consumer, when a policy identified one.
+    pub consumer: Option<Arc<str>>,
 }
 
 impl AccessRecord {
@@ -66,6 +68,7 @@ struct Line<'a> {
     protocol: &'static str,
     status: u16,
     route: Option<&'a str>,
+    consumer: Option<&'a str>,
     service: Option<&'a str>,
     upstream: Option<&'a str>,
     retries: u32,
@@ -100,6 +103,7 @@ impl AccessRecord {
             },
             status: self.status,
             route: self.route.as_deref(),
+            consumer: self.consumer.as_deref(),
             service: self.service.as_deref(),
             upstream: self.upstream.as_deref(),
             retries: self.retries,

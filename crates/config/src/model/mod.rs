@@ -56,6 +56,9 @@ pub struct Config {
     /// name from `listeners[].policies` and `routes[].policies`.
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// API consumers and their hashed credentials.
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
 }
 
 /// Process-wide runtime settings.

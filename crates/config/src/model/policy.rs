@@ -1,10 +1,25 @@
-//! Policies (what is checked), defined once and referenced by name from listeners
-//! and routes. A route's pipeline is its
+//! Consumers (who calls) and policies (what is checked), defined once and
+//! referenced by name from listeners and routes. A route's pipeline is its
 //! listener's `policies`, then its own `policies`, then its Gateway API `filters`,
 //! each in the order written.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// An API consumer and its credentials.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Consumer {
+    /// Unique name; the `consumer` of the access log.
+    pub name: String,
+    /// Groups, sent upstream by the authentication policy.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// API keys, stored hashed: `sha256:<64 hex digits>`, as printed by
+    /// `meshgate keys generate`. The keys themselves never appear in config.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+}
 
 /// A named, reusable policy.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -16,6 +31,8 @@ pub struct Policy {
     #[serde(rename = "type")]
     pub kind: PolicyType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_access: Option<IpAccessPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_limits: Option<RequestLimitsPolicy>,
@@ -24,6 +41,8 @@ pub struct Policy {
 /// Policy kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum PolicyType {
+    /// Authenticate a consumer by API key (401 when missing or unknown).
+    ApiKey,
     /// Allow/deny client addresses by CIDR (403 when refused).
     IpAccess,
     /// Caps on URI, header and body sizes (414, 431, 413).
@@ -34,9 +53,49 @@ impl PolicyType {
     /// The camelCase field that must hold this policy's settings.
     pub fn field(self) -> &'static str {
         match self {
+            PolicyType::ApiKey => "apiKey",
             PolicyType::IpAccess => "ipAccess",
             PolicyType::RequestLimits => "requestLimits",
         }
+    }
+}
+
+/// Where the key is read and what the upstream is told.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiKeyPolicy {
+    /// Header carrying the key. Default `x-api-key`.
+    #[serde(default = "ApiKeyPolicy::default_header")]
+    pub header: String,
+    /// Query parameter carrying the key, read when the header is absent. Default: none.
+    #[serde(default)]
+    pub query_param: Option<String>,
+    /// Header set upstream to the consumer's name. Any copy the client sent is
+    /// removed first, so it cannot be forged. Default `x-consumer`.
+    #[serde(default = "ApiKeyPolicy::default_consumer_header")]
+    pub consumer_header: String,
+    /// Header set upstream to the consumer's groups, comma-separated (client copies
+    /// removed). Default `x-consumer-groups`.
+    #[serde(default = "ApiKeyPolicy::default_groups_header")]
+    pub groups_header: String,
+    /// Remove the key (header or query parameter) before forwarding. Default true.
+    #[serde(default = "yes")]
+    pub strip_credential: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ApiKeyPolicy {
+    fn default_header() -> String {
+        "x-api-key".into()
+    }
+    fn default_consumer_header() -> String {
+        "x-consumer".into()
+    }
+    fn default_groups_header() -> String {
+        "x-consumer-groups".into()
     }
 }
 

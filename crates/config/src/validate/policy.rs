@@ -38,6 +38,23 @@ pub(super) fn check(config: &Config, issues: &mut Issues) {
                 );
             }
         }
+        if let Some(k) = &p.api_key {
+            for (field, name) in [
+                ("header", &k.header),
+                ("consumerHeader", &k.consumer_header),
+                ("groupsHeader", &k.groups_header),
+            ] {
+                if !is_token(name) {
+                    issues.add(
+                        format!("{at}.apiKey.{field}"),
+                        format!("{name:?} is not a valid header name"),
+                    );
+                }
+            }
+            if k.query_param.as_deref() == Some("") {
+                issues.add(format!("{at}.apiKey.queryParam"), "must not be empty");
+            }
+        }
         if let Some(ip) = &p.ip_access {
             for (field, list) in [("allow", &ip.allow), ("deny", &ip.deny)] {
                 for (j, net) in list.iter().enumerate() {
@@ -77,6 +94,7 @@ pub(super) fn check(config: &Config, issues: &mut Issues) {
             }
         }
     }
+    check_consumers(config, issues);
     let known = |n: &String| config.policies.iter().any(|p| &p.name == n);
     for (i, l) in config.listeners.iter().enumerate() {
         for (j, n) in l.policies.iter().enumerate() {
@@ -98,4 +116,47 @@ pub(super) fn check(config: &Config, issues: &mut Issues) {
             }
         }
     }
+}
+
+fn check_consumers(config: &Config, issues: &mut Issues) {
+    let mut seen_keys: Vec<(&str, String)> = Vec::new();
+    for (i, c) in config.consumers.iter().enumerate() {
+        let at = format!("consumers[{i}]");
+        if c.name.trim().is_empty() {
+            issues.add(format!("{at}.name"), "must not be empty");
+        } else if let Some(first) = config.consumers[..i].iter().position(|o| o.name == c.name) {
+            issues.add(
+                format!("{at}.name"),
+                format!(
+                    "duplicate consumer name {:?} (first at consumers[{first}])",
+                    c.name
+                ),
+            );
+        }
+        for (j, key) in c.api_keys.iter().enumerate() {
+            let path = format!("{at}.apiKeys[{j}]");
+            let hex = key
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if hex.is_none() {
+                issues.add(path, "expected sha256:<64 hex digits>, the hash printed by `meshgate keys generate` (never the key itself)");
+            } else if let Some((_, first)) =
+                seen_keys.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))
+            {
+                issues.add(
+                    path,
+                    format!("the same key hash is already used at {first}"),
+                );
+            } else {
+                seen_keys.push((key, path));
+            }
+        }
+    }
+}
+
+/// RFC 9110 token characters (header names).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

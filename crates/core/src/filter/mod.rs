@@ -2,6 +2,7 @@
 //! A route's filters run in declared order: `on_request` before forwarding (any may
 //! answer instead, ending the chain), `on_response` on the way back.
 
+pub mod api_key;
 mod direct;
 mod headers;
 mod policy;
@@ -42,6 +43,8 @@ pub struct RequestCx<'a> {
     pub host_override: Option<http::HeaderValue>,
     /// The client's address (the TCP peer).
     pub client: std::net::IpAddr,
+    /// Who the caller is, once an authentication policy has said so.
+    pub consumer: Option<Arc<api_key::Consumer>>,
 }
 
 /// One policy step of a route.

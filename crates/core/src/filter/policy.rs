@@ -1,5 +1,5 @@
 //! Named policies from `policies:`, compiled once per snapshot and shared by every
-//! listener and route that names them: `IpAccess` (CIDR allow/deny → 403) and
+//! listener and route that names them: `ApiKey` (in `api_key`), `IpAccess` (CIDR allow/deny → 403) and
 //! `RequestLimits` (URI → 414, headers → 431, body → 413/411).
 
 use std::collections::HashMap;
@@ -15,7 +15,9 @@ use crate::rescue::ProxyError;
 /// Every policy of the config by name.
 pub fn compile_policies(
     policies: &[config::Policy],
+    consumers: &[config::Consumer],
 ) -> Result<HashMap<String, Arc<dyn Filter>>, String> {
+    let keys = super::api_key::index(consumers)?;
     policies
         .iter()
         .map(|p| {
@@ -28,6 +30,10 @@ pub fn compile_policies(
                 )
             };
             let filter: Arc<dyn Filter> = match p.kind {
+                config::PolicyType::ApiKey => Arc::new(super::api_key::ApiKey::compile(
+                    p.api_key.as_ref().ok_or_else(missing)?,
+                    keys.clone(),
+                )?),
                 config::PolicyType::IpAccess => Arc::new(IpAccess::compile(
                     p.ip_access.as_ref().ok_or_else(missing)?,
                 )?),

@@ -89,6 +89,7 @@ pub async fn handle(
         route_metrics: None,
         upstream_started: None,
         upstream_elapsed: None,
+        consumer: None,
     };
     let meta = RequestMeta {
         conn,
@@ -161,10 +162,13 @@ async fn route_and_forward(
         matched_prefix_len: None,
         host_override: None,
         client: conn.client.ip(),
+        consumer: None,
     };
     // The listener's policies run for every request, before routing.
     if let Some(policies) = snapshot.listener_policies(&conn.listener) {
-        match policies.on_request(parts, &mut cx) {
+        let flow = policies.on_request(parts, &mut cx);
+        record.consumer = cx.consumer.as_ref().map(|c| c.name.clone());
+        match flow {
             Flow::Continue => {}
             Flow::Respond(resp) => return Ok((resp, None)),
             Flow::Reject(err) => return Err(err),
@@ -183,7 +187,9 @@ async fn route_and_forward(
     record.route = Some(route.name.clone());
     record.route_metrics = Some(route.metrics.clone());
     cx.matched_prefix_len = rule.matched_prefix_len();
-    match route.filters.on_request(parts, &mut cx) {
+    let flow = route.filters.on_request(parts, &mut cx);
+    record.consumer = cx.consumer.as_ref().map(|c| c.name.clone());
+    match flow {
         Flow::Continue => {}
         Flow::Respond(resp) => return Ok((with_response_filters(resp, route, &cx), None)),
         Flow::Reject(err) => return Err(err),
