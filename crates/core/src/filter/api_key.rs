@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue};
 use meshgate_config as config;
 
@@ -96,11 +95,7 @@ impl ApiKey {
         } else {
             format!("{}?{}", req.uri.path(), kept.join("&"))
         };
-        if let Ok(pq) = PathAndQuery::try_from(pq) {
-            let mut parts = std::mem::take(&mut req.uri).into_parts();
-            parts.path_and_query = Some(pq);
-            req.uri = http::Uri::from_parts(parts).unwrap_or_default();
-        }
+        super::set_path_and_query(req, pq);
     }
 }
 

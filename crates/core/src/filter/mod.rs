@@ -133,6 +133,17 @@ pub fn compile(filters: &[config::Filter]) -> Result<FilterChain, String> {
     Ok(chain)
 }
 
+/// Replaces the request's path and query (`pq`, e.g. `/a/b?x=1`); an invalid one
+/// leaves the URI as it was.
+pub(crate) fn set_path_and_query(req: &mut http::request::Parts, pq: String) {
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(pq) {
+        let mut parts = std::mem::take(&mut req.uri).into_parts();
+        parts.path_and_query = Some(pq);
+        // Only the path and query changed, so rebuilding cannot fail.
+        req.uri = http::Uri::from_parts(parts).unwrap_or_default();
+    }
+}
+
 /// A configured header name and value, parsed once at compile time.
 pub(crate) fn header_pair(
     h: &config::HeaderValue,

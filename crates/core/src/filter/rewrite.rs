@@ -1,7 +1,6 @@
 //! URLRewrite: change the Host and/or path sent upstream.
 
 use http::HeaderValue;
-use http::uri::PathAndQuery;
 use meshgate_config as config;
 
 use super::{Filter, Flow, RequestCx, modify_path};
@@ -39,12 +38,7 @@ impl Filter for Rewrite {
                 Some(q) => format!("{new_path}?{q}"),
                 None => new_path,
             };
-            if let Ok(pq) = PathAndQuery::try_from(pq) {
-                let mut parts = std::mem::take(&mut req.uri).into_parts();
-                parts.path_and_query = Some(pq);
-                // Only the path changed, so rebuilding cannot fail; keep the old URI if it does.
-                req.uri = http::Uri::from_parts(parts).unwrap_or_default();
-            }
+            super::set_path_and_query(req, pq);
         }
         Flow::Continue
     }
