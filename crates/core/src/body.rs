@@ -35,6 +35,14 @@ impl Body {
     }
 }
 
+/// Data bytes in a polled frame (0 for trailers, errors, pending or the end).
+pub(crate) fn data_len(polled: &Poll<Option<Result<Frame<Bytes>, hyper::Error>>>) -> u64 {
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, |d| d.len() as u64),
+        _ => 0,
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -49,11 +57,7 @@ impl http_body::Body for Body {
             Body::Stream(inner) => Pin::new(inner).poll_frame(cx),
             Body::Counted(inner, count) => {
                 let polled = Pin::new(inner).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled
-                    && let Some(data) = frame.data_ref()
-                {
-                    count.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
+                count.fetch_add(data_len(&polled), Ordering::Relaxed);
                 polled
             }
         }

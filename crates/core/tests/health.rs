@@ -15,14 +15,7 @@ use meshgate_core::upstream::EndpointStatus;
 use meshgate_testkit::Backend;
 
 fn config(services: &str) -> String {
-    format!(
-        "listeners: [{{name: l, address: \"127.0.0.1:0\"}}]
-routes:
-  - name: r
-    backendRefs: [{{name: svc}}]
-services:
-{services}"
-    )
+    common::one_route("", services)
 }
 
 /// Service `svc` on `addrs` with a 100 ms check, thresholds 2/2, and `check`

@@ -13,16 +13,12 @@ use meshgate_core::upstream::EndpointStatus;
 use meshgate_testkit::{Backend, Behaviour};
 
 fn config(addrs: &[SocketAddr], outlier: &str) -> String {
-    format!(
-        "listeners: [{{name: l, address: \"127.0.0.1:0\"}}]
-routes:
-  - name: r
-    backendRefs: [{{name: svc}}]
-services:
-{}    outlierDetection: {outlier}
+    let service = format!(
+        "{}    outlierDetection: {outlier}
 ",
         common::service("svc", addrs)
-    )
+    );
+    common::one_route("", &service)
 }
 
 async fn failing(name: &str) -> Backend {

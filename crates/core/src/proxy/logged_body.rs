@@ -57,10 +57,8 @@ impl http_body::Body for LoggedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut())
-        {
-            record.bytes_out += data.len() as u64;
+        if let Some(record) = this.record.as_mut() {
+            record.bytes_out += crate::body::data_len(&polled);
         }
         polled
     }
