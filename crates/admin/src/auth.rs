@@ -20,18 +20,8 @@ pub(crate) const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 /// The configured token, if any. A `tokenEnv` naming an unset or empty variable is
 /// an error: the operator asked for authentication, so it must not silently go away.
 pub(crate) fn resolve_token(cfg: &meshgate_config::Admin) -> io::Result<Option<String>> {
-    let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
-    match (&cfg.token, &cfg.token_env) {
-        (Some(t), _) if t.is_empty() => Err(invalid("admin.token is empty".into())),
-        (Some(t), _) => Ok(Some(t.clone())),
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(t) if !t.is_empty() => Ok(Some(t)),
-            _ => Err(invalid(format!(
-                "admin.tokenEnv names {var:?}, which is not set (or empty)"
-            ))),
-        },
-        (None, None) => Ok(None),
-    }
+    cfg.resolved_token()
+        .map_err(|msg| io::Error::new(io::ErrorKind::InvalidInput, msg))
 }
 
 /// Middleware: lets a request through when no token is configured, when its path

@@ -12,6 +12,6 @@ mod validate;
 
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load_file, parse_str, read_file};
+pub use load::{load_file, parse_str, read_file, warnings};
 pub use model::*;
 pub use schema::json_schema;

@@ -32,22 +32,33 @@ pub fn parse_str(src: &str, file: &str) -> Result<Config, ConfigErrors> {
     if issues.is_empty() {
         return Ok(config);
     }
+    Err(ConfigErrors(locate_all(src, file, issues)))
+}
+
+/// Suspicious but valid choices in a valid `config` parsed from `src` (for example a
+/// rate limit keyed by consumer placed before any authentication), located like errors.
+pub fn warnings(config: &Config, src: &str, file: &str) -> Vec<ConfigError> {
+    locate_all(src, file, crate::validate::warnings(config))
+}
+
+fn locate_all(src: &str, file: &str, issues: Vec<crate::validate::Issue>) -> Vec<ConfigError> {
+    if issues.is_empty() {
+        return Vec::new();
+    }
     let index = PathIndex::build(src);
-    Err(ConfigErrors(
-        issues
-            .into_iter()
-            .map(|issue| {
-                let (line, column) = index.locate(&issue.path);
-                ConfigError {
-                    file: file.to_owned(),
-                    line,
-                    column,
-                    path: issue.path,
-                    message: issue.message,
-                }
-            })
-            .collect(),
-    ))
+    issues
+        .into_iter()
+        .map(|issue| {
+            let (line, column) = index.locate(&issue.path);
+            ConfigError {
+                file: file.to_owned(),
+                line,
+                column,
+                path: issue.path,
+                message: issue.message,
+            }
+        })
+        .collect()
 }
 
 fn deserialize(src: &str, file: &str) -> Result<Config, ConfigErrors> {
@@ -105,7 +116,7 @@ mod tests {
             ),
             (
                 "routes:\n  - name: r\n    bogus: 1\n",
-                "t.yaml:3:5: routes[0].bogus: unknown field `bogus`, expected one of name, hostnames, listeners, matches, policies, filters, backendRefs, timeouts, retry",
+                "t.yaml:3:5: routes[0].bogus: unknown field `bogus`, expected one of name, hostnames, listeners, matches, policies, filters, backendRefs, timeouts, retry, errorResponses",
             ),
             (
                 "routes:\n  - name: r\n    timeouts:\n      request: 5\n",

@@ -38,6 +38,13 @@ impl Issues {
     }
 }
 
+/// Suspicious policy orders and similar: valid, but probably not what was meant.
+pub(crate) fn warnings(config: &Config) -> Vec<Issue> {
+    let mut issues = Issues::default();
+    policy::warnings(config, &mut issues);
+    issues.0
+}
+
 /// Every semantic issue of `config`; empty when it is valid.
 pub(crate) fn validate(config: &Config) -> Vec<Issue> {
     let mut issues = Issues::default();

@@ -36,7 +36,7 @@ const TABLE: &[(&str, &str)] = &[
         "
         admin: {adress: 127.0.0.1:9901}
         ",
-        "t.yaml:1:9: admin.adress: unknown field `adress`, expected one of enabled, address, token, tokenEnv",
+        "t.yaml:1:9: admin.adress: unknown field `adress`, expected one of enabled, address, token, tokenEnv, liveExplain",
     ),
 ];
 

@@ -43,9 +43,9 @@ const TABLE: &[(&str, &str)] = &[
     (
         "
         policies:
-          - {name: p, type: RateLimit}
+          - {name: p, type: RateLimits}
         ",
-        "t.yaml:2:21: policies[0].type: unknown variant `RateLimit`, expected one of ApiKey, IpAccess, RequestLimits",
+        "t.yaml:2:21: policies[0].type: unknown variant `RateLimits`, expected one of ApiKey, IpAccess, RequestLimits, BasicAuth, Jwt, Oidc, ExtAuthz, Authorize, RateLimit, Cors",
     ),
     (
         "

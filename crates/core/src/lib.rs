@@ -6,7 +6,7 @@
 pub use meshgate_observe::access_log;
 pub mod balance;
 pub mod body;
-pub mod credentials;
+mod error_page;
 pub mod filter;
 pub mod proxy;
 pub mod reload;

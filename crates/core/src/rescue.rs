@@ -42,6 +42,18 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("a content-length is required for request bodies here")]
     LengthRequired,
+    #[error("the caller is not allowed to do this")]
+    Forbidden,
+    #[error("the request origin is not allowed")]
+    CorsDenied,
+    #[error("too many requests")]
+    RateLimited,
+    #[error("the rate-limit store is unavailable")]
+    RateLimitUnavailable,
+    #[error("the authorization service is unavailable")]
+    AuthzUnavailable,
+    #[error("the identity provider is unavailable")]
+    IdpUnavailable,
 }
 
 impl ProxyError {
@@ -55,7 +67,13 @@ impl ProxyError {
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::PerTryTimeout | ProxyError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
-            ProxyError::IpDenied => StatusCode::FORBIDDEN,
+            ProxyError::IpDenied | ProxyError::Forbidden | ProxyError::CorsDenied => {
+                StatusCode::FORBIDDEN
+            }
+            ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimitUnavailable
+            | ProxyError::AuthzUnavailable
+            | ProxyError::IdpUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::MissingCredentials | ProxyError::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
@@ -86,17 +104,37 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => "headers_too_large",
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::LengthRequired => "length_required",
+            ProxyError::Forbidden => "forbidden",
+            ProxyError::CorsDenied => "cors_origin_denied",
+            ProxyError::RateLimited => "rate_limited",
+            ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
+            ProxyError::AuthzUnavailable => "authz_unavailable",
+            ProxyError::IdpUnavailable => "idp_unavailable",
         }
     }
 }
 
-/// A JSON error response: `{"error": reason, "message": …, "status": …, "requestId": …}`.
-pub fn rescue(err: ProxyError, request_id: &str) -> Response<Body> {
+/// What a custom error body may mention about the request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ErrorFacts<'a> {
+    pub request_id: &'a str,
+    pub route: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// The response for `err`: the first matching custom body from `pages` (route's
+/// first, then global), else the built-in JSON document
+/// `{"error": reason, "message": …, "status": …, "requestId": …}`.
+pub fn rescue(err: ProxyError, facts: &ErrorFacts<'_>, pages: &[&ErrorPages]) -> Response<Body> {
+    if let Some(page) = pages.iter().find_map(|p| p.find(err.status())) {
+        return page.render(err, facts);
+    }
     let body = serde_json::json!({
         "error": err.reason(),
         "message": err.to_string(),
         "status": err.status().as_u16(),
-        "requestId": request_id,
+        "requestId": facts.request_id,
     });
     let mut resp = Response::new(Body::full(body.to_string()));
     *resp.status_mut() = err.status();
@@ -106,3 +144,5 @@ pub fn rescue(err: ProxyError, request_id: &str) -> Response<Body> {
     );
     resp
 }
+
+pub use crate::error_page::ErrorPages;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use meshgate_config::Config;
 use meshgate_observe::Metrics;
 
-use crate::filter::FilterChain;
+use crate::filter::{FilterChain, PolicyCompiler, PolicyEnv, PolicySet, compile_policies};
 use crate::route::{RouteTable, compile_tables};
 use crate::upstream::Upstream;
 
@@ -20,6 +20,12 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Policies of listeners that have any, run before routing.
     pub listener_policies: Vec<(Arc<str>, FilterChain)>,
+    /// Every compiled policy by name (kept for reuse by the next snapshot).
+    pub policies: PolicySet,
+    /// The top-level `errorResponses`.
+    pub error_pages: crate::rescue::ErrorPages,
+    /// The admin token, when `admin.liveExplain` lets requests ask for their trace.
+    pub explain_token: Option<Box<[u8]>>,
 }
 
 /// A config that validated but could not be turned into runtime state.
@@ -49,6 +55,7 @@ impl Snapshot {
         config: Config,
         previous: Option<&Snapshot>,
         metrics: &Arc<Metrics>,
+        compiler: &dyn PolicyCompiler,
     ) -> Result<Self, CompileError> {
         let mut upstreams = HashMap::with_capacity(config.services.len());
         for svc in &config.services {
@@ -67,8 +74,13 @@ impl Snapshot {
             };
             upstreams.insert(svc.name.clone(), upstream);
         }
-        let policies = crate::filter::compile_policies(&config.policies, &config.consumers)
-            .map_err(CompileError)?;
+        let env = PolicyEnv {
+            config: &config,
+            metrics,
+        };
+        let policies =
+            compile_policies(compiler, &env, previous.map(|p| (&*p.config, &p.policies)))
+                .map_err(CompileError)?;
         let tables =
             compile_tables(&config, &upstreams, &policies, metrics).map_err(CompileError)?;
         let listener_policies = config
@@ -88,10 +100,22 @@ impl Snapshot {
             })
             .collect::<Result<_, CompileError>>()?;
         Ok(Snapshot {
-            config: Arc::new(config),
             tables,
             upstreams,
             listener_policies,
+            policies,
+            error_pages: crate::rescue::ErrorPages::compile(&config.error_responses)
+                .map_err(CompileError)?,
+            explain_token: if config.admin.live_explain {
+                config
+                    .admin
+                    .resolved_token()
+                    .map_err(CompileError)?
+                    .map(|t| t.into_bytes().into_boxed_slice())
+            } else {
+                None
+            },
+            config: Arc::new(config),
         })
     }
 }

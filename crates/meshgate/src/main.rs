@@ -74,10 +74,10 @@ fn main() -> ExitCode {
         Command::Echo { listen, name } => demo::echo(listen, &name),
         Command::Keys {
             command: KeysCommand::Generate,
-        } => match meshgate_core::credentials::generate_api_key() {
+        } => match meshgate_policy::credentials::generate_api_key() {
             Ok(key) => {
                 println!("key:  {key}");
-                println!("hash: {}", meshgate_core::credentials::hash_api_key(&key));
+                println!("hash: {}", meshgate_policy::credentials::hash_api_key(&key));
                 eprintln!(
                     "Give the key to the consumer; put only the hash in consumers[].apiKeys."
                 );

@@ -88,7 +88,7 @@ where
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
-        let gateway = match Gateway::start(config).await {
+        let gateway = match Gateway::start(config, meshgate_policy::Policies::compiler()).await {
             Ok(g) => Arc::new(g),
             Err(e) => {
                 eprintln!("{e}");

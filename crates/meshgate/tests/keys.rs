@@ -27,7 +27,7 @@ fn generated_keys_are_fresh_and_their_hash_is_a_valid_credential() {
     let (key2, _) = generate();
     assert_ne!(key, key2);
     assert!(key.starts_with("mgk_"), "{key}");
-    assert_eq!(hash, meshgate_core::credentials::hash_api_key(&key));
+    assert_eq!(hash, meshgate_policy::credentials::hash_api_key(&key));
     let dir = std::env::temp_dir().join(format!("meshgate-keys-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("c.yaml");

@@ -2,6 +2,7 @@
 //! Kubernetes Gateway API where it has a name for the thing. Every struct rejects
 //! unknown fields; every default is explicit here and in docs/configuration.md.
 
+mod error_response;
 mod filter;
 mod ops;
 mod policy;
@@ -10,6 +11,7 @@ mod retry_on;
 mod route;
 mod service;
 
+pub use error_response::*;
 pub use filter::*;
 pub use ops::*;
 pub use policy::*;
@@ -52,13 +54,16 @@ pub struct Config {
     /// Named upstream clusters that routes send traffic to.
     #[serde(default)]
     pub services: Vec<Service>,
-    /// Reusable policies (access rules and request limits so far), referenced by
+    /// Reusable policies (authentication, authorization, rate limits, CORS, limits), referenced by
     /// name from `listeners[].policies` and `routes[].policies`.
     #[serde(default)]
     pub policies: Vec<Policy>,
     /// API consumers and their hashed credentials.
     #[serde(default)]
     pub consumers: Vec<Consumer>,
+    /// Bodies for gateway-generated errors; a route's own `errorResponses` win.
+    #[serde(default)]
+    pub error_responses: Vec<ErrorResponse>,
 }
 
 /// Process-wide runtime settings.

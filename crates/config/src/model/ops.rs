@@ -24,6 +24,29 @@ pub struct Admin {
     /// Name of an environment variable holding the token (used when `token` is absent).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// Answer `x-meshgate-explain: <admin token>` request headers with the request's
+    /// policy trace in an `x-meshgate-explain` response header. Needs a token.
+    /// Default false.
+    #[serde(default)]
+    pub live_explain: bool,
+}
+
+impl Admin {
+    /// The configured token, if any. A `tokenEnv` naming an unset or empty variable
+    /// is an error: the operator asked for authentication, it must not silently go away.
+    pub fn resolved_token(&self) -> Result<Option<String>, String> {
+        match (&self.token, &self.token_env) {
+            (Some(t), _) if t.is_empty() => Err("admin.token is empty".into()),
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(t) if !t.is_empty() => Ok(Some(t)),
+                _ => Err(format!(
+                    "admin.tokenEnv names {var:?}, which is not set (or empty)"
+                )),
+            },
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -43,6 +66,7 @@ impl Default for Admin {
             address: Self::default_address(),
             token: None,
             token_env: None,
+            live_explain: false,
         }
     }
 }

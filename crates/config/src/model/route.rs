@@ -43,6 +43,10 @@ pub struct Route {
     /// Retry policy. Absent: no retries.
     #[serde(default)]
     pub retry: Option<Retry>,
+    /// Bodies for errors the gateway answers on this route; tried before the
+    /// top-level `errorResponses`.
+    #[serde(default)]
+    pub error_responses: Vec<crate::model::ErrorResponse>,
 }
 
 /// One set of conditions; all given conditions must hold.

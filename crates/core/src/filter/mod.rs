@@ -2,19 +2,24 @@
 //! A route's filters run in declared order: `on_request` before forwarding (any may
 //! answer instead, ending the chain), `on_response` on the way back.
 
-pub mod api_key;
+mod chain;
+mod compiler;
 mod direct;
+mod explain;
 mod headers;
-mod policy;
 mod redirect;
 mod rewrite;
 
 use std::sync::Arc;
 
-use http::Response;
+use http::{HeaderName, HeaderValue, Response};
 use meshgate_config as config;
 
 use crate::body::Body;
+
+pub use chain::{FilterChain, Step};
+pub use compiler::{NoPolicies, PolicyCompiler, PolicyEnv, PolicySet, compile_policies};
+pub use explain::{Explain, ExplainStep, RouteCheck};
 
 /// What a request filter decided.
 #[derive(Debug)]
@@ -25,6 +30,22 @@ pub enum Flow {
     Respond(Response<Body>),
     /// Refuse the request; the rescue path answers and logs the reason.
     Reject(crate::rescue::ProxyError),
+    /// The answer needs I/O (a JWKS fetch, Redis, an authorization service): the
+    /// chain awaits `Filter::on_request_async`. Returned only off the fast path, so
+    /// requests that need no I/O never allocate a future.
+    Defer,
+}
+
+/// A future a deferred filter returns.
+pub type FlowFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
+
+/// Who the caller is, once an authentication policy has said so.
+#[derive(Debug, Clone, Default)]
+pub struct Consumer {
+    pub name: Arc<str>,
+    pub groups: Vec<String>,
+    /// Token claims (JWT, OIDC ID token), for authorization rules on claims.
+    pub claims: Option<serde_json::Value>,
 }
 
 /// Facts about the request that filters read and may refine.
@@ -37,6 +58,8 @@ pub struct RequestCx<'a> {
     pub authority: &'a str,
     /// Port of the listener the request came in on.
     pub listener_port: u16,
+    /// Name of the matched route, once routing has run (listener policies run before).
+    pub route: Option<Arc<str>>,
     /// Bytes of the path matched by the route's `PathPrefix`, if that is how it matched.
     pub matched_prefix_len: Option<usize>,
     /// Host to send upstream instead of the client's (set by `URLRewrite`).
@@ -44,46 +67,64 @@ pub struct RequestCx<'a> {
     /// The client's address (the TCP peer).
     pub client: std::net::IpAddr,
     /// Who the caller is, once an authentication policy has said so.
-    pub consumer: Option<Arc<api_key::Consumer>>,
+    pub consumer: Option<Arc<Consumer>>,
+    /// Headers added to whatever response goes back (upstream's or the gateway's
+    /// own): CORS, `RateLimit-*`, `Retry-After`, challenges.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Present when the request asked for an explanation (`explain`).
+    pub explain: Option<Box<Explain>>,
+}
+
+impl<'a> RequestCx<'a> {
+    /// A context for a request from `client` with the given request id and authority.
+    pub fn new(
+        request_id: &'a str,
+        scheme: &'static str,
+        authority: &'a str,
+        listener_port: u16,
+        client: std::net::IpAddr,
+    ) -> Self {
+        RequestCx {
+            request_id,
+            scheme,
+            authority,
+            listener_port,
+            route: None,
+            matched_prefix_len: None,
+            host_override: None,
+            client,
+            consumer: None,
+            response_headers: Vec::new(),
+            explain: None,
+        }
+    }
+
+    /// Records why the current filter decided as it did, for `explain`. The text is
+    /// built only when someone asked for an explanation.
+    pub fn note(&mut self, detail: impl FnOnce() -> String) {
+        if let Some(e) = self.explain.as_mut() {
+            e.pending = Some(detail());
+        }
+    }
 }
 
 /// One policy step of a route.
 pub trait Filter: Send + Sync + std::fmt::Debug {
-    /// Short name for logs and `explain`.
+    /// The kind, for logs and `explain` (`ApiKey`, `RequestHeaderModifier`…).
     fn name(&self) -> &'static str;
     fn on_request(&self, _req: &mut http::request::Parts, _cx: &mut RequestCx<'_>) -> Flow {
         Flow::Continue
     }
+    /// Called when `on_request` returned `Flow::Defer`.
+    fn on_request_async<'a>(
+        &'a self,
+        _req: &'a mut http::request::Parts,
+        _cx: &'a mut RequestCx<'_>,
+    ) -> FlowFuture<'a> {
+        Box::pin(std::future::ready(Flow::Continue))
+    }
     fn on_response(&self, _resp: &mut http::response::Parts, _cx: &RequestCx<'_>) {}
 }
-
-/// A route's filters, split by phase, each list in declared order.
-#[derive(Debug, Default)]
-pub struct FilterChain {
-    pub request: Vec<Arc<dyn Filter>>,
-    pub response: Vec<Arc<dyn Filter>>,
-}
-
-impl FilterChain {
-    /// Runs request filters; the first `Respond` wins.
-    pub fn on_request(&self, req: &mut http::request::Parts, cx: &mut RequestCx<'_>) -> Flow {
-        for f in &self.request {
-            match f.on_request(req, cx) {
-                Flow::Continue => {}
-                done => return done,
-            }
-        }
-        Flow::Continue
-    }
-
-    pub fn on_response(&self, resp: &mut http::response::Parts, cx: &RequestCx<'_>) {
-        for f in &self.response {
-            f.on_response(resp, cx);
-        }
-    }
-}
-
-pub use policy::compile_policies;
 
 /// Builds a route's chain. Validation has already checked the settings; anything
 /// that still cannot compile is reported, never panicked on.
@@ -100,11 +141,9 @@ pub fn compile(filters: &[config::Filter]) -> Result<FilterChain, String> {
         match f.kind {
             config::FilterType::RequestHeaderModifier => {
                 let m = f.request_header_modifier.as_ref().ok_or_else(missing)?;
-                chain
-                    .request
-                    .push(Arc::new(headers::RequestHeaders(headers::Edits::compile(
-                        m,
-                    )?)));
+                chain.push_request(Arc::new(headers::RequestHeaders(headers::Edits::compile(
+                    m,
+                )?)));
             }
             config::FilterType::ResponseHeaderModifier => {
                 let m = f.response_header_modifier.as_ref().ok_or_else(missing)?;
@@ -116,17 +155,15 @@ pub fn compile(filters: &[config::Filter]) -> Result<FilterChain, String> {
             }
             config::FilterType::RequestRedirect => {
                 let r = f.request_redirect.as_ref().ok_or_else(missing)?;
-                chain
-                    .request
-                    .push(Arc::new(redirect::Redirect::compile(r)?));
+                chain.push_request(Arc::new(redirect::Redirect::compile(r)?));
             }
             config::FilterType::URLRewrite => {
                 let r = f.url_rewrite.as_ref().ok_or_else(missing)?;
-                chain.request.push(Arc::new(rewrite::Rewrite::compile(r)?));
+                chain.push_request(Arc::new(rewrite::Rewrite::compile(r)?));
             }
             config::FilterType::DirectResponse => {
                 let d = f.direct_response.as_ref().ok_or_else(missing)?;
-                chain.request.push(Arc::new(direct::Direct::compile(d)?));
+                chain.push_request(Arc::new(direct::Direct::compile(d)?));
             }
         }
     }
@@ -135,7 +172,7 @@ pub fn compile(filters: &[config::Filter]) -> Result<FilterChain, String> {
 
 /// Replaces the request's path and query (`pq`, e.g. `/a/b?x=1`); an invalid one
 /// leaves the URI as it was.
-pub(crate) fn set_path_and_query(req: &mut http::request::Parts, pq: String) {
+pub fn set_path_and_query(req: &mut http::request::Parts, pq: String) {
     if let Ok(pq) = http::uri::PathAndQuery::try_from(pq) {
         let mut parts = std::mem::take(&mut req.uri).into_parts();
         parts.path_and_query = Some(pq);

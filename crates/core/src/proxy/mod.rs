@@ -2,12 +2,16 @@
 //! request filters, backend and endpoint choice, forwarding with retries and
 //! timeouts, response filters, and the access log record.
 
+mod decide;
+mod explain;
 pub mod forward;
 mod logged_body;
 mod retry;
 mod send;
 mod spans;
 
+pub use decide::{Decision, decide};
+pub use explain::explain_request;
 pub use logged_body::LoggedBody;
 pub use retry::{Failure, RetryPolicy};
 pub use send::Held;
@@ -23,9 +27,9 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 
 use crate::body::Body;
-use crate::filter::{Flow, RequestCx};
-use crate::rescue::{ProxyError, rescue};
-use crate::route::{RequestView, Route};
+use crate::filter::RequestCx;
+use crate::rescue::{ErrorFacts, ErrorPages, ProxyError, rescue};
+use crate::route::Route;
 use crate::snapshot::Snapshot;
 use forward::X_REQUEST_ID;
 use meshgate_observe::Metrics;
@@ -91,13 +95,36 @@ pub async fn handle(
         upstream_elapsed: None,
         consumer: None,
     };
+    let authority_text = authority.as_ref().map(|a| a.to_str().map_err(drop));
+    let mut cx = RequestCx::new(
+        request_id.to_str().unwrap_or_default(),
+        conn.scheme,
+        authority_text.and_then(Result::ok).unwrap_or_default(),
+        conn.local.port(),
+        conn.client.ip(),
+    );
+    if explain::requested(&snapshot, &mut parts.headers) {
+        cx.explain = Some(Box::default());
+    }
     let meta = RequestMeta {
         conn,
         authority: authority.as_ref(),
+        bad_authority: authority_text.is_some_and(|r| r.is_err()),
         request_id: &request_id,
         trace: &trace,
     };
-    let forwarded = route_and_forward(&snapshot, &meta, &mut parts, body, &mut record).await;
+    let mut matched = None;
+    let forwarded = route_and_forward(
+        &snapshot,
+        &meta,
+        &mut cx,
+        &mut matched,
+        &mut parts,
+        body,
+        &mut record,
+    )
+    .await;
+    record.consumer = cx.consumer.as_ref().map(|c| c.name.clone());
     if forwarded
         .as_ref()
         .is_err_and(|e| *e == ProxyError::RequestTimeout)
@@ -116,11 +143,28 @@ pub async fn handle(
         Ok(done) => done,
         Err(err) => {
             record.reason = Some(err.reason());
-            (rescue(err, request_id.to_str().unwrap_or_default()), None)
+            let facts = ErrorFacts {
+                request_id: cx.request_id,
+                route: record.route.as_deref(),
+                method: record.method.as_str(),
+                path: record.path.as_ref().map_or("", |p| p.path()),
+            };
+            let pages: &[&ErrorPages] = match matched {
+                Some(route) => &[&route.error_pages, &snapshot.error_pages],
+                None => &[&snapshot.error_pages],
+            };
+            (rescue(err, &facts, pages), None)
         }
     };
     let (mut head, body) = response.into_parts();
-    head.headers.insert(X_REQUEST_ID.clone(), request_id);
+    head.headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    for (name, value) in cx.response_headers.drain(..) {
+        head.headers.append(name, value);
+    }
+    if let Some(trace) = cx.explain.as_deref() {
+        explain::attach(trace, &mut head.headers);
+    }
     record.status = head.status.as_u16();
     Response::from_parts(
         head,
@@ -132,13 +176,17 @@ pub async fn handle(
 struct RequestMeta<'a> {
     conn: &'a ConnInfo,
     authority: Option<&'a HeaderValue>,
+    /// The authority is not visible ASCII: refused with 400 before anything runs.
+    bad_authority: bool,
     request_id: &'a HeaderValue,
     trace: &'a TraceContext,
 }
 
-async fn route_and_forward(
-    snapshot: &Snapshot,
+async fn route_and_forward<'s>(
+    snapshot: &'s Snapshot,
     meta: &RequestMeta<'_>,
+    cx: &mut RequestCx<'_>,
+    matched: &mut Option<&'s Route>,
     parts: &mut http::request::Parts,
     body: Incoming,
     record: &mut AccessRecord,
@@ -146,55 +194,29 @@ async fn route_and_forward(
     let RequestMeta {
         conn,
         authority,
+        bad_authority,
         request_id,
         trace,
     } = *meta;
-    let authority_text = match authority {
-        Some(a) => a.to_str().map_err(|_| ProxyError::BadRequest)?,
-        None => "",
-    };
-    let host = normalise_host(authority_text);
-    let mut cx = RequestCx {
-        request_id: request_id.to_str().unwrap_or_default(),
-        scheme: conn.scheme,
-        authority: authority_text,
-        listener_port: conn.local.port(),
-        matched_prefix_len: None,
-        host_override: None,
-        client: conn.client.ip(),
-        consumer: None,
-    };
-    // The listener's policies run for every request, before routing.
-    if let Some(policies) = snapshot.listener_policies(&conn.listener) {
-        let flow = policies.on_request(parts, &mut cx);
-        record.consumer = cx.consumer.as_ref().map(|c| c.name.clone());
-        match flow {
-            Flow::Continue => {}
-            Flow::Respond(resp) => return Ok((resp, None)),
-            Flow::Reject(err) => return Err(err),
+    if bad_authority {
+        return Err(ProxyError::BadRequest);
+    }
+    let decision = decide::decide(snapshot, &conn.listener, parts, cx, matched).await;
+    if let Some(route) = *matched {
+        record.route = Some(route.name.clone());
+        record.route_metrics = Some(route.metrics.clone());
+    }
+    let upstream = match decision? {
+        Decision::Respond(resp) => {
+            let resp = match *matched {
+                Some(route) => with_response_filters(resp, route, cx),
+                None => resp,
+            };
+            return Ok((resp, None));
         }
-    }
-    let table = snapshot.table(&conn.listener).ok_or(ProxyError::NoRoute)?;
-    let view = RequestView {
-        host: &host,
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        method: &parts.method,
-        headers: &parts.headers,
+        Decision::Forward(upstream) => upstream,
     };
-    let rule = table.find(&view).ok_or(ProxyError::NoRoute)?;
-    let route: &Route = &rule.route;
-    record.route = Some(route.name.clone());
-    record.route_metrics = Some(route.metrics.clone());
-    cx.matched_prefix_len = rule.matched_prefix_len();
-    let flow = route.filters.on_request(parts, &mut cx);
-    record.consumer = cx.consumer.as_ref().map(|c| c.name.clone());
-    match flow {
-        Flow::Continue => {}
-        Flow::Respond(resp) => return Ok((with_response_filters(resp, route, &cx), None)),
-        Flow::Reject(err) => return Err(err),
-    }
-    let upstream = route.backends.pick().ok_or(ProxyError::NoBackend)?;
+    let route = matched.ok_or(ProxyError::NoRoute)?;
     record.service = Some(upstream.name.clone());
 
     let mut headers = std::mem::take(&mut parts.headers);
@@ -235,7 +257,7 @@ async fn route_and_forward(
     let mut response = sent.response;
     forward::strip_hop_by_hop(response.headers_mut());
     forward::append_via(response.headers_mut(), http::Version::HTTP_11);
-    Ok((with_response_filters(response, route, &cx), Some(sent.held)))
+    Ok((with_response_filters(response, route, cx), Some(sent.held)))
 }
 
 fn with_response_filters(
@@ -266,7 +288,7 @@ fn authority_of(parts: &http::request::Parts) -> Option<HeaderValue> {
 }
 
 /// Lower-case host without port or trailing dot, borrowed when already normal.
-fn normalise_host(authority: &str) -> Cow<'_, str> {
+pub(crate) fn normalise_host(authority: &str) -> Cow<'_, str> {
     let host = if authority.starts_with('[') {
         authority.split_inclusive(']').next().unwrap_or(authority)
     } else {

@@ -15,7 +15,7 @@ use meshgate_config as config;
 use meshgate_observe::Metrics;
 use meshgate_observe::metrics::RouteMetrics;
 
-use crate::filter::{self, Filter, FilterChain};
+use crate::filter::{self, FilterChain, PolicySet, Step};
 use crate::proxy::RetryPolicy;
 use crate::upstream::Upstream;
 
@@ -31,6 +31,8 @@ pub struct Route {
     pub retry: Option<RetryPolicy>,
     /// Metric handles, resolved at compile time.
     pub metrics: Arc<RouteMetrics>,
+    /// The route's own `errorResponses` (the snapshot's global ones apply after).
+    pub error_pages: crate::rescue::ErrorPages,
 }
 
 /// Weighted backend services of a route.
@@ -69,7 +71,7 @@ impl Backends {
 pub fn compile_tables(
     cfg: &config::Config,
     upstreams: &HashMap<String, Arc<Upstream>>,
-    policies: &HashMap<String, Arc<dyn Filter>>,
+    policies: &PolicySet,
     metrics: &Metrics,
 ) -> Result<Vec<(Arc<str>, RouteTable)>, String> {
     let mut tables: Vec<RouteTable> = cfg
@@ -110,7 +112,7 @@ pub fn compile_tables(
 fn compile_route(
     r: &config::Route,
     upstreams: &HashMap<String, Arc<Upstream>>,
-    policies: &HashMap<String, Arc<dyn Filter>>,
+    policies: &PolicySet,
     metrics: &Metrics,
 ) -> Result<Route, String> {
     let services = r
@@ -144,21 +146,23 @@ fn compile_route(
         request_timeout: r.timeouts.request.map(|d| d.get()),
         per_try_timeout: r.timeouts.backend_request.map(|d| d.get()),
         retry: r.retry.as_ref().map(RetryPolicy::from_config),
+        error_pages: crate::rescue::ErrorPages::compile(&r.error_responses)?,
     })
 }
 
 /// The named policies, in order, as request filters.
-pub fn policy_chain(
-    names: &[String],
-    policies: &HashMap<String, Arc<dyn Filter>>,
-) -> Result<Vec<Arc<dyn Filter>>, String> {
+pub fn policy_chain(names: &[String], policies: &PolicySet) -> Result<Vec<Step>, String> {
     names
         .iter()
         .map(|n| {
-            policies
+            let filter = policies
                 .get(n)
                 .cloned()
-                .ok_or_else(|| format!("unknown policy {n:?}"))
+                .ok_or_else(|| format!("unknown policy {n:?}"))?;
+            Ok(Step {
+                label: n.as_str().into(),
+                filter,
+            })
         })
         .collect()
 }

@@ -210,6 +210,57 @@ impl Rule {
                 .all(|(name, rule)| query_values(query, name).any(|v| rule.matches(v.as_bytes())))
     }
 
+    /// Why this rule does not match `path`, `method`, `headers` and `query`; `None`
+    /// when it does. For `explain`: the lookup itself never calls this.
+    pub fn mismatch(
+        &self,
+        path: &str,
+        method: &Method,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Option<String> {
+        let path_ok = match &self.path {
+            PathRule::Exact(p) => &**p == path,
+            PathRule::Prefix(p) => {
+                &**p == "/"
+                    || path == &**p
+                    || path
+                        .strip_prefix(&**p)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+            PathRule::Regex(re) => re.is_match(path),
+        };
+        if !path_ok {
+            return Some(format!(
+                "path {path} does not match {} {}",
+                self.path.kind(),
+                self.path.value()
+            ));
+        }
+        if let Some(m) = self.method.as_ref().filter(|m| *m != method) {
+            return Some(format!("method {method} is not {m}"));
+        }
+        for (name, rule) in &self.headers {
+            if !headers
+                .get_all(name)
+                .iter()
+                .any(|v| rule.matches(v.as_bytes()))
+            {
+                let (kind, value) = rule.describe();
+                return Some(format!("header {name} does not match {kind} {value}"));
+            }
+        }
+        for (name, rule) in &self.query {
+            if !query_values(query, name).any(|v| rule.matches(v.as_bytes())) {
+                let (kind, value) = rule.describe();
+                return Some(format!(
+                    "query parameter {name} does not match {kind} {value}"
+                ));
+            }
+        }
+        None
+    }
+
     /// For `ReplacePrefixMatch`: how many bytes of the path the prefix matched.
     pub fn matched_prefix_len(&self) -> Option<usize> {
         match &self.path {

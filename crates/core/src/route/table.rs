@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use http::{HeaderMap, Method};
 
 use super::rule::{Condition, PathRule, Rule};
+use crate::filter::RouteCheck;
 
 /// Rules for one host key.
 #[derive(Debug, Default)]
@@ -238,6 +239,48 @@ impl RouteTable {
             .collect()
     }
 
+    /// The candidates `find` considers, in its order, each with why it did not
+    /// match, up to and including the first that does (for `explain`).
+    pub fn explain(&self, req: &RequestView<'_>) -> Vec<RouteCheck> {
+        let mut checks = Vec::new();
+        for entry in self.describe() {
+            let applies = match entry.host.strip_prefix('*') {
+                Some("") => true,
+                Some(suffix) => req.host.ends_with(suffix) && req.host.len() > suffix.len(),
+                None => entry.host == req.host,
+            };
+            let rule_text = format!("{} {} {}", entry.host, entry.path.kind, entry.path.value);
+            let mismatch = if !applies {
+                Some(format!("host {:?} is not {}", req.host, entry.host))
+            } else {
+                let rule = self.rule_of(&entry);
+                rule.and_then(|r| r.mismatch(req.path, req.method, req.headers, req.query))
+            };
+            let matched = mismatch.is_none();
+            checks.push(RouteCheck {
+                route: entry.route,
+                rule: rule_text,
+                mismatch,
+            });
+            if matched {
+                break;
+            }
+        }
+        checks
+    }
+
+    /// The compiled rule a `describe` entry lists.
+    fn rule_of(&self, entry: &RouteEntry) -> Option<&Rule> {
+        let rules = match entry.host.strip_prefix('*') {
+            Some("") => &self.any_host,
+            Some(suffix) => self.wildcard_hosts.get(suffix)?,
+            None => self.exact_hosts.get(entry.host.as_str())?,
+        };
+        rules
+            .in_match_order()
+            .find(|r| r.order == entry.order && *r.route.name == *entry.route)
+    }
+
     /// The most specific matching rule: exact host, then the longest wildcard
     /// suffix, then routes without hostnames; within each, by path precedence.
     pub fn find(&self, req: &RequestView<'_>) -> Option<&Rule> {
@@ -289,7 +332,8 @@ services: [{name: s, endpoints: ["127.0.0.1:1"]}]
 "#;
         let config = meshgate_config::parse_str(yaml, "t.yaml").expect("valid");
         let metrics = Arc::new(meshgate_observe::Metrics::new());
-        let snap = Snapshot::compile(config, None, &metrics).expect("compiles");
+        let snap = Snapshot::compile(config, None, &metrics, &crate::filter::NoPolicies)
+            .expect("compiles");
         let entries = snap.table("l").expect("table").describe();
         let got: Vec<(&str, &str, &str, &str)> = entries
             .iter()

@@ -16,6 +16,7 @@ use meshgate_observe::trace::Exporter;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::filter::PolicyCompiler;
 use crate::proxy::Shared;
 use crate::snapshot::{CompileError, Snapshot};
 
@@ -57,25 +58,41 @@ pub struct Gateway {
     ready: AtomicBool,
     /// Serialises `apply` calls (file watcher, SIGHUP and admin may race).
     applying: tokio::sync::Mutex<()>,
+    compiler: Arc<dyn PolicyCompiler>,
 }
 
 impl Gateway {
-    /// Compiles `config`, opens the access log and binds every listener.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
+    /// Compiles `config` (its policies with `compiler`), opens the access log and
+    /// binds every listener.
+    pub async fn start(
+        config: Config,
+        compiler: Arc<dyn PolicyCompiler>,
+    ) -> Result<Self, StartError> {
         let log =
             AccessLog::open(&config.access_log.path).map_err(|source| StartError::AccessLog {
                 path: config.access_log.path.clone(),
                 source,
             })?;
-        Self::start_with_log(config, log).await
+        Self::start_with_policies(config, log, compiler).await
     }
 
+    /// Like `start`, writing the access log to `log`; policies are refused (see
+    /// `start_with_policies`).
     pub async fn start_with_log(config: Config, log: AccessLog) -> Result<Self, StartError> {
+        Self::start_with_policies(config, log, Arc::new(crate::filter::NoPolicies)).await
+    }
+
+    /// Starts with `compiler` turning `policies:` into filters (`meshgate-policy`).
+    pub async fn start_with_policies(
+        config: Config,
+        log: AccessLog,
+        compiler: Arc<dyn PolicyCompiler>,
+    ) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let log = log.count_drops_in(metrics.access_log_dropped.clone());
         let exporter = Exporter::start(&config.tracing)
             .map(|e| e.with_drop_counter(metrics.spans_dropped.clone()));
-        let snapshot = Snapshot::compile(config, None, &metrics)?;
+        let snapshot = Snapshot::compile(config, None, &metrics, &*compiler)?;
         let (drain_timeout, _) = watch::channel(snapshot.config.runtime.drain_timeout.get());
         let gateway = Gateway {
             shared: Arc::new(Shared {
@@ -89,6 +106,7 @@ impl Gateway {
             drain_timeout,
             ready: AtomicBool::new(false),
             applying: tokio::sync::Mutex::new(()),
+            compiler,
         };
         let specs = gateway.snapshot().config.listeners.clone();
         let bound = bind_all(&specs, false).await?;
@@ -132,7 +150,12 @@ impl Gateway {
     /// listeners stop accepting and drain; unchanged services keep their pools.
     pub async fn apply(&self, config: Config) -> Result<(), StartError> {
         let _one_at_a_time = self.applying.lock().await;
-        let next = Snapshot::compile(config, Some(&self.snapshot()), &self.shared.metrics)?;
+        let next = Snapshot::compile(
+            config,
+            Some(&self.snapshot()),
+            &self.shared.metrics,
+            &*self.compiler,
+        )?;
         let wanted = &next.config.listeners;
         let (keep, gone): (Vec<Running>, Vec<Running>) = self
             .lock_listeners()

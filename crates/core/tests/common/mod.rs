@@ -44,6 +44,14 @@ impl Reply {
 /// Starts a gateway from `yaml`; its first listener is the one requests go to.
 /// Listener addresses in tests are `127.0.0.1:0`.
 pub async fn start(yaml: &str) -> Harness {
+    start_with(yaml, std::sync::Arc::new(meshgate_core::filter::NoPolicies)).await
+}
+
+/// Like `start`, compiling `policies:` with `compiler`.
+pub async fn start_with(
+    yaml: &str,
+    compiler: std::sync::Arc<dyn meshgate_core::filter::PolicyCompiler>,
+) -> Harness {
     let config = meshgate_config::parse_str(yaml, "test.yaml")
         .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     let log_path = std::env::temp_dir().join(format!(
@@ -54,7 +62,7 @@ pub async fn start(yaml: &str) -> Harness {
     let log =
         AccessLog::open(log_path.to_str().expect("utf-8 temp path")).expect("open access log");
     let first = config.listeners[0].name.clone();
-    let gateway = Gateway::start_with_log(config, log)
+    let gateway = Gateway::start_with_policies(config, log, compiler)
         .await
         .expect("gateway starts");
     let addr = gateway.local_addr(&first).expect("listener bound");

@@ -1,11 +1,22 @@
 //! Checks of `policies:` and of the names listeners and routes use to refer to them.
 
+mod authorize;
+mod basic_auth;
+mod cors;
+mod ext_authz;
+mod jwt;
+mod oidc;
+mod order;
+mod rate_limit;
+
 use std::net::IpAddr;
 
 use crate::Config;
 use crate::model::PolicyType;
 
 use super::Issues;
+
+pub(crate) use order::warnings;
 
 pub(super) fn check(config: &Config, issues: &mut Issues) {
     for (i, p) in config.policies.iter().enumerate() {
@@ -21,11 +32,8 @@ pub(super) fn check(config: &Config, issues: &mut Issues) {
                 ),
             );
         }
-        let present = [
-            (PolicyType::IpAccess, p.ip_access.is_some()),
-            (PolicyType::RequestLimits, p.request_limits.is_some()),
-        ];
-        for (kind, set) in present {
+        for kind in PolicyType::ALL {
+            let set = p.has_settings(kind);
             if kind == p.kind && !set {
                 issues.add(
                     format!("{at}.{}", kind.field()),
@@ -37,6 +45,27 @@ pub(super) fn check(config: &Config, issues: &mut Issues) {
                     format!("not allowed when type is {:?}", p.kind),
                 );
             }
+        }
+        if let Some(b) = &p.basic_auth {
+            basic_auth::check(&format!("{at}.basicAuth"), b, config, issues);
+        }
+        if let Some(j) = &p.jwt {
+            jwt::check(&format!("{at}.jwt"), j, config, issues);
+        }
+        if let Some(o) = &p.oidc {
+            oidc::check(&format!("{at}.oidc"), o, config, issues);
+        }
+        if let Some(e) = &p.ext_authz {
+            ext_authz::check(&format!("{at}.extAuthz"), e, config, issues);
+        }
+        if let Some(a) = &p.authorize {
+            authorize::check(&format!("{at}.authorize"), a, config, issues);
+        }
+        if let Some(r) = &p.rate_limit {
+            rate_limit::check(&format!("{at}.rateLimit"), r, config, issues);
+        }
+        if let Some(c) = &p.cors {
+            cors::check(&format!("{at}.cors"), c, config, issues);
         }
         if let Some(k) = &p.api_key {
             for (field, name) in [
@@ -133,6 +162,9 @@ fn check_consumers(config: &Config, issues: &mut Issues) {
                 ),
             );
         }
+        if let Some(b) = &c.basic_auth {
+            basic_auth::check_credential(&format!("{at}.basicAuth"), b, issues);
+        }
         for (j, key) in c.api_keys.iter().enumerate() {
             let path = format!("{at}.apiKeys[{j}]");
             let hex = key
@@ -155,7 +187,7 @@ fn check_consumers(config: &Config, issues: &mut Issues) {
 }
 
 /// RFC 9110 token characters (header names).
-fn is_token(s: &str) -> bool {
+pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use meshgate_core::credentials::{generate_api_key, hash_api_key};
+use meshgate_policy::credentials::{generate_api_key, hash_api_key};
 use meshgate_testkit::Backend;
 
 fn config(svc: &str, acme_key: &str, other_key: &str) -> String {

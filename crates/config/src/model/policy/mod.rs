@@ -3,6 +3,22 @@
 //! listener's `policies`, then its own `policies`, then its Gateway API `filters`,
 //! each in the order written.
 
+mod authorize;
+mod basic_auth;
+mod cors;
+mod ext_authz;
+mod jwt;
+mod oidc;
+mod rate_limit;
+
+pub use authorize::*;
+pub use basic_auth::*;
+pub use cors::*;
+pub use ext_authz::*;
+pub use jwt::*;
+pub use oidc::*;
+pub use rate_limit::*;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +35,9 @@ pub struct Consumer {
     /// `meshgate keys generate`. The keys themselves never appear in config.
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// HTTP Basic credentials, the password stored as an argon2 or bcrypt hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicCredential>,
 }
 
 /// A named, reusable policy.
@@ -36,6 +55,20 @@ pub struct Policy {
     pub ip_access: Option<IpAccessPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_limits: Option<RequestLimitsPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_authz: Option<ExtAuthzPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize: Option<AuthorizePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
 }
 
 /// Policy kinds.
@@ -47,6 +80,66 @@ pub enum PolicyType {
     IpAccess,
     /// Caps on URI, header and body sizes (414, 431, 413).
     RequestLimits,
+    /// Authenticate a consumer by HTTP Basic credentials (401 with a challenge).
+    BasicAuth,
+    /// Validate a bearer JWT (keys inline or from a JWKS URL); 401 when invalid.
+    Jwt,
+    /// Browser login through an OpenID Connect provider (authorization code + PKCE).
+    Oidc,
+    /// Ask an external HTTP service whether the request may proceed.
+    ExtAuthz,
+    /// Allow the request only when a rule matches the authenticated caller (403 otherwise).
+    Authorize,
+    /// Token-bucket rate limit, local or shared through Redis (429).
+    RateLimit,
+    /// Cross-origin resource sharing: preflights answered here, response headers added.
+    Cors,
+}
+
+impl PolicyType {
+    /// Every kind, in declaration order.
+    pub const ALL: [PolicyType; 10] = [
+        PolicyType::ApiKey,
+        PolicyType::IpAccess,
+        PolicyType::RequestLimits,
+        PolicyType::BasicAuth,
+        PolicyType::Jwt,
+        PolicyType::Oidc,
+        PolicyType::ExtAuthz,
+        PolicyType::Authorize,
+        PolicyType::RateLimit,
+        PolicyType::Cors,
+    ];
+
+    /// Policies that establish who the caller is.
+    pub fn authenticates(self) -> bool {
+        matches!(
+            self,
+            PolicyType::ApiKey
+                | PolicyType::BasicAuth
+                | PolicyType::Jwt
+                | PolicyType::Oidc
+                | PolicyType::ExtAuthz
+        )
+    }
+}
+
+impl Policy {
+    /// Whether the settings field of `kind` is present.
+    pub fn has_settings(&self, kind: PolicyType) -> bool {
+        match kind {
+            PolicyType::ApiKey => self.api_key.is_some(),
+            PolicyType::IpAccess => self.ip_access.is_some(),
+            PolicyType::RequestLimits => self.request_limits.is_some(),
+            PolicyType::BasicAuth => self.basic_auth.is_some(),
+            PolicyType::Jwt => self.jwt.is_some(),
+            PolicyType::Oidc => self.oidc.is_some(),
+            PolicyType::ExtAuthz => self.ext_authz.is_some(),
+            PolicyType::Authorize => self.authorize.is_some(),
+            PolicyType::RateLimit => self.rate_limit.is_some(),
+            PolicyType::Cors => self.cors.is_some(),
+        }
+    }
 }
 
 impl PolicyType {
@@ -56,6 +149,13 @@ impl PolicyType {
             PolicyType::ApiKey => "apiKey",
             PolicyType::IpAccess => "ipAccess",
             PolicyType::RequestLimits => "requestLimits",
+            PolicyType::BasicAuth => "basicAuth",
+            PolicyType::Jwt => "jwt",
+            PolicyType::Oidc => "oidc",
+            PolicyType::ExtAuthz => "extAuthz",
+            PolicyType::Authorize => "authorize",
+            PolicyType::RateLimit => "rateLimit",
+            PolicyType::Cors => "cors",
         }
     }
 }

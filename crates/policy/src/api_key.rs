@@ -8,64 +8,70 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 use meshgate_config as config;
+use meshgate_core::filter::{Consumer, Filter, Flow, PolicyEnv, RequestCx};
+use meshgate_core::rescue::ProxyError;
 
-use super::{Filter, Flow, RequestCx};
 use crate::credentials::{key_digest, parse_hash};
-use crate::rescue::ProxyError;
+use crate::identity::{IdentityHeaders, header_name};
 
-/// An authenticated caller.
+/// A consumer with its identity header values computed once.
 #[derive(Debug)]
-pub struct Consumer {
-    pub name: Arc<str>,
+pub struct KnownConsumer {
+    pub consumer: Arc<Consumer>,
+    pub name_value: HeaderValue,
     /// Comma-separated, ready to send upstream.
-    pub groups: HeaderValue,
-    pub name_header: HeaderValue,
+    pub groups_value: HeaderValue,
 }
 
-/// Every consumer's keys, by digest; built once per snapshot.
-pub type KeyIndex = Arc<HashMap<[u8; 32], Arc<Consumer>>>;
+impl KnownConsumer {
+    pub fn new(c: &config::Consumer) -> Result<Self, String> {
+        Ok(KnownConsumer {
+            consumer: Arc::new(Consumer {
+                name: c.name.as_str().into(),
+                groups: c.groups.clone(),
+                claims: None,
+            }),
+            name_value: HeaderValue::from_str(&c.name)
+                .map_err(|e| format!("consumer {:?}: {e}", c.name))?,
+            groups_value: HeaderValue::from_str(&c.groups.join(","))
+                .map_err(|e| format!("consumer {:?} groups: {e}", c.name))?,
+        })
+    }
+}
+
+/// Every consumer's keys, by digest.
+pub type KeyIndex = HashMap<[u8; 32], Arc<KnownConsumer>>;
 
 pub fn index(consumers: &[config::Consumer]) -> Result<KeyIndex, String> {
     let mut keys = HashMap::new();
     for c in consumers {
-        let consumer = Arc::new(Consumer {
-            name: c.name.as_str().into(),
-            groups: HeaderValue::from_str(&c.groups.join(","))
-                .map_err(|e| format!("consumer {:?} groups: {e}", c.name))?,
-            name_header: HeaderValue::from_str(&c.name)
-                .map_err(|e| format!("consumer {:?}: {e}", c.name))?,
-        });
+        let known = Arc::new(KnownConsumer::new(c)?);
         for stored in &c.api_keys {
             let digest = parse_hash(stored)
                 .ok_or_else(|| format!("consumer {:?}: bad key hash {stored:?}", c.name))?;
-            keys.insert(digest, consumer.clone());
+            keys.insert(digest, known.clone());
         }
     }
-    Ok(Arc::new(keys))
+    Ok(keys)
 }
 
 #[derive(Debug)]
 pub struct ApiKey {
     header: HeaderName,
     query_param: Option<String>,
-    consumer_header: HeaderName,
-    groups_header: HeaderName,
+    identity: IdentityHeaders,
     strip: bool,
     keys: KeyIndex,
 }
 
 impl ApiKey {
-    pub fn compile(c: &config::ApiKeyPolicy, keys: KeyIndex) -> Result<Self, String> {
-        let name = |n: &str| {
-            HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header {n:?}: {e}"))
-        };
+    pub fn compile(c: &config::ApiKeyPolicy, env: &PolicyEnv<'_>) -> Result<Self, String> {
         Ok(ApiKey {
-            header: name(&c.header)?,
+            header: header_name(&c.header)?,
             query_param: c.query_param.clone(),
-            consumer_header: name(&c.consumer_header)?,
-            groups_header: name(&c.groups_header)?,
+            identity: IdentityHeaders::compile(&c.consumer_header, &c.groups_header)?,
             strip: c.strip_credential,
-            keys,
+            keys: index(&env.config.consumers)?,
         })
     }
 
@@ -95,7 +101,7 @@ impl ApiKey {
         } else {
             format!("{}?{}", req.uri.path(), kept.join("&"))
         };
-        super::set_path_and_query(req, pq);
+        meshgate_core::filter::set_path_and_query(req, pq);
     }
 }
 
@@ -106,12 +112,13 @@ impl Filter for ApiKey {
 
     fn on_request(&self, req: &mut http::request::Parts, cx: &mut RequestCx<'_>) -> Flow {
         // Whatever happens next, the client's own copies of these never go upstream.
-        req.headers.remove(&self.consumer_header);
-        req.headers.remove(&self.groups_header);
+        self.identity.strip(&mut req.headers);
         let Some((key, from_query)) = self.presented(req) else {
+            cx.note(|| format!("no {} header or query parameter", self.header));
             return Flow::Reject(ProxyError::MissingCredentials);
         };
-        let Some(consumer) = self.keys.get(&key_digest(&key)) else {
+        let Some(known) = self.keys.get(&key_digest(&key)) else {
+            cx.note(|| "the key matches no consumer".into());
             return Flow::Reject(ProxyError::InvalidCredentials);
         };
         if self.strip {
@@ -121,11 +128,10 @@ impl Filter for ApiKey {
                 req.headers.remove(&self.header);
             }
         }
-        req.headers
-            .insert(self.consumer_header.clone(), consumer.name_header.clone());
-        req.headers
-            .insert(self.groups_header.clone(), consumer.groups.clone());
-        cx.consumer = Some(consumer.clone());
+        self.identity
+            .set_values(&mut req.headers, &known.name_value, &known.groups_value);
+        cx.note(|| format!("consumer {}", known.consumer.name));
+        cx.consumer = Some(known.consumer.clone());
         Flow::Continue
     }
 }

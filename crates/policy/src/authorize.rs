@@ -1,0 +1,14 @@
+//! The `Authorize` policy: Authorization rules on the authenticated caller, default deny.
+
+use std::sync::Arc;
+
+use meshgate_config as config;
+use meshgate_core::filter::{Filter, PolicyEnv};
+
+/// Compiles the policy. (Being written: refuses until implemented.)
+pub fn compile(
+    _c: &config::AuthorizePolicy,
+    _env: &PolicyEnv<'_>,
+) -> Result<Arc<dyn Filter>, String> {
+    Err("not implemented yet".into())
+}
