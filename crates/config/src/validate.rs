@@ -8,6 +8,7 @@
 //! an entry, its fields in declaration order), so issues come out in the order they
 //! appear in a document written in that order; no sorting is needed.
 
+mod error_response;
 mod names;
 mod policy;
 mod route;
@@ -55,12 +56,18 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
     for (i, r) in config.routes.iter().enumerate() {
         known.check_name(Kind::Route, i, &mut issues);
         route::check(r, &format!("routes[{i}]"), &known, &mut issues);
+        error_response::check(
+            &r.error_responses,
+            &format!("routes[{i}].errorResponses"),
+            &mut issues,
+        );
     }
     for (i, s) in config.services.iter().enumerate() {
         known.check_name(Kind::Service, i, &mut issues);
         service::check(s, &format!("services[{i}]"), &mut issues);
     }
     policy::check(config, &mut issues);
+    error_response::check(&config.error_responses, "errorResponses", &mut issues);
     issues.0
 }
 
@@ -70,6 +77,13 @@ fn check_ops(config: &Config, issues: &mut Issues) {
         issues.add(
             "admin.token",
             "must not be empty (omit it to run the admin API without auth, loopback only)",
+        );
+    }
+    if config.admin.live_explain && config.admin.token.is_none() && config.admin.token_env.is_none()
+    {
+        issues.add(
+            "admin.liveExplain",
+            "needs admin.token or admin.tokenEnv: requests prove they may see traces with it",
         );
     }
     if config.reload.debounce.get().is_zero() {

@@ -9,6 +9,28 @@ use common::check_table;
 const TABLE: &[(&str, &str)] = &[
     (
         "
+        admin: {liveExplain: true}
+        ",
+        "t.yaml:1:22: admin.liveExplain: needs admin.token or admin.tokenEnv: requests prove they may see traces with it",
+    ),
+    (
+        "
+        errorResponses:
+          - {statuses: [404, 200], body: '{\"e\": \"{{reason}}\"}'}
+          - {contentType: \"\", body: '{{nope}} {{status'}
+        routes:
+          - name: r
+            backendRefs: [{name: s}]
+            errorResponses: [{body: '{{ requestid }}'}]
+        services: [{name: s, endpoints: [{address: \"127.0.0.1:1\"}]}]
+        ",
+        "t.yaml:7:29: routes[0].errorResponses[0].body: unknown variable {{requestid}} (known: status, reason, message, requestId, route, method, path)\n\
+         t.yaml:2:22: errorResponses[0].statuses[1]: 200 is not an error status (400-599)\n\
+         t.yaml:3:19: errorResponses[1].contentType: \"\" is not a valid content type\n\
+         t.yaml:3:29: errorResponses[1].body: unknown variable {{nope}} (known: status, reason, message, requestId, route, method, path)",
+    ),
+    (
+        "
         admin: {token: \"\"}
         ",
         "t.yaml:1:16: admin.token: must not be empty (omit it to run the admin API without auth, loopback only)",

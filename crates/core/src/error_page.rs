@@ -3,7 +3,7 @@
 //! concatenation with per-content-type escaping, never a re-parse.
 
 use http::{HeaderValue, Response, StatusCode, header};
-use meshgate_config as config;
+use meshgate_config::{self as config, TemplatePart, TemplateVar};
 
 use crate::body::Body;
 use crate::rescue::{ErrorFacts, ProxyError};
@@ -30,18 +30,7 @@ enum Escape {
 #[derive(Debug)]
 enum Part {
     Text(String),
-    Var(Var),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Var {
-    Status,
-    Reason,
-    Message,
-    RequestId,
-    Route,
-    Method,
-    Path,
+    Var(TemplateVar),
 }
 
 impl ErrorPages {
@@ -76,7 +65,15 @@ impl Page {
             statuses: e.statuses.clone(),
             content_type,
             escape,
-            parts: parse_template(&e.body)?,
+            parts: e
+                .template()
+                .map_err(|m| format!("body: {m}"))?
+                .into_iter()
+                .map(|p| match p {
+                    TemplatePart::Text(t) => Part::Text(t.to_owned()),
+                    TemplatePart::Var(v) => Part::Var(v),
+                })
+                .collect(),
         })
     }
 
@@ -89,19 +86,19 @@ impl Page {
                     let status;
                     let message;
                     let value: &str = match v {
-                        Var::Status => {
+                        TemplateVar::Status => {
                             status = err.status().as_u16().to_string();
                             &status
                         }
-                        Var::Reason => err.reason(),
-                        Var::Message => {
+                        TemplateVar::Reason => err.reason(),
+                        TemplateVar::Message => {
                             message = err.to_string();
                             &message
                         }
-                        Var::RequestId => facts.request_id,
-                        Var::Route => facts.route.unwrap_or(""),
-                        Var::Method => facts.method,
-                        Var::Path => facts.path,
+                        TemplateVar::RequestId => facts.request_id,
+                        TemplateVar::Route => facts.route.unwrap_or(""),
+                        TemplateVar::Method => facts.method,
+                        TemplateVar::Path => facts.path,
                     };
                     escape_into(&mut out, value, self.escape);
                 }
@@ -113,42 +110,6 @@ impl Page {
             .insert(header::CONTENT_TYPE, self.content_type.clone());
         resp
     }
-}
-
-/// Splits `{{name}}` variables from text; an unknown name is an error.
-fn parse_template(body: &str) -> Result<Vec<Part>, String> {
-    let mut parts = Vec::new();
-    let mut rest = body;
-    while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open..].find("}}") else {
-            return Err("body: `{{` without a closing `}}`".into());
-        };
-        if open > 0 {
-            parts.push(Part::Text(rest[..open].to_owned()));
-        }
-        let name = rest[open + 2..open + close].trim();
-        let var = match name {
-            "status" => Var::Status,
-            "reason" => Var::Reason,
-            "message" => Var::Message,
-            "requestId" => Var::RequestId,
-            "route" => Var::Route,
-            "method" => Var::Method,
-            "path" => Var::Path,
-            other => {
-                return Err(format!(
-                    "body: unknown variable {{{{{other}}}}} (known: {})",
-                    config::ErrorResponse::VARIABLES.join(", ")
-                ));
-            }
-        };
-        parts.push(Part::Var(var));
-        rest = &rest[open + close + 2..];
-    }
-    if !rest.is_empty() {
-        parts.push(Part::Text(rest.to_owned()));
-    }
-    Ok(parts)
 }
 
 fn escape_into(out: &mut String, value: &str, escape: Escape) {

@@ -40,8 +40,6 @@ pub enum ProxyError {
     HeadersTooLarge,
     #[error("the request body is larger than allowed")]
     BodyTooLarge,
-    #[error("a content-length is required for request bodies here")]
-    LengthRequired,
     #[error("the caller is not allowed to do this")]
     Forbidden,
     #[error("the request origin is not allowed")]
@@ -80,7 +78,6 @@ impl ProxyError {
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::LengthRequired => StatusCode::LENGTH_REQUIRED,
         }
     }
 
@@ -103,7 +100,6 @@ impl ProxyError {
             ProxyError::UriTooLong => "uri_too_long",
             ProxyError::HeadersTooLarge => "headers_too_large",
             ProxyError::BodyTooLarge => "body_too_large",
-            ProxyError::LengthRequired => "length_required",
             ProxyError::Forbidden => "forbidden",
             ProxyError::CorsDenied => "cors_origin_denied",
             ProxyError::RateLimited => "rate_limited",

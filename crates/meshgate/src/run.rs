@@ -33,13 +33,17 @@ pub fn run_source(
     src: String,
     ready: impl FnOnce(Started<'_>) + Send + 'static,
 ) -> ExitCode {
-    let config = match meshgate_config::parse_str(&src, &path.display().to_string()) {
+    let name = path.display().to_string();
+    let config = match meshgate_config::parse_str(&src, &name) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
             return ExitCode::FAILURE;
         }
     };
+    for w in meshgate_config::warnings(&config, &src, &name) {
+        tracing::warn!("{w}");
+    }
     let (watch, debounce, admin) = (
         config.reload.watch,
         config.reload.debounce.get(),

@@ -70,7 +70,7 @@ fn validate_accepts_a_good_file() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: valid (1 listeners, 1 routes, 1 services)\n",
+            "{}: valid (1 listeners, 1 routes, 1 services, 0 policies)\n",
             file.display()
         )
     );

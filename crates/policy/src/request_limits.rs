@@ -1,4 +1,4 @@
-//! The `RequestLimits` policy: caps on URI (414), header (431) and body (413/411)
+//! The `RequestLimits` policy: caps on URI (414), header (431) and body (413)
 //! sizes, checked before anything is forwarded.
 
 use meshgate_config as config;
@@ -37,19 +37,18 @@ impl Filter for RequestLimits {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
             match length {
                 Some(n) if n > max => {
                     cx.note(|| format!("content-length {n} is more than {max}"));
                     return Flow::Reject(ProxyError::BodyTooLarge);
                 }
-                None if chunked => {
-                    cx.note(|| "a chunked body has no length to check".into());
-                    return Flow::Reject(ProxyError::LengthRequired);
-                }
-                _ => {}
+                // No length to check up front: the body is read up to the cap
+                // before anything is forwarded, and refused once it goes past it.
+                None => cx.unsized_body_limit = Some(max),
+                Some(_) => {}
             }
         }
+        cx.note(|| "within limits".into());
         Flow::Continue
     }
 }

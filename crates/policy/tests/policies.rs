@@ -1,5 +1,5 @@
 //! Named policies through a real gateway: `IpAccess` on a listener (before
-//! routing) and on a route, `RequestLimits` (414, 431, 413, 411), ordering against
+//! routing) and on a route, `RequestLimits` (414, 431, 413 by length and while reading unsized bodies), ordering against
 //! route filters, and policy changes applied by a reload.
 
 mod common;
@@ -83,7 +83,7 @@ async fn route_policies_apply_to_their_route_only_and_run_before_filters() {
 }
 
 #[tokio::test]
-async fn request_limits_answer_414_431_413_and_411() {
+async fn request_limits_answer_414_431_and_413() {
     let b = Backend::start("svc").await;
     let h = common::start(&config(
         "small",
@@ -120,15 +120,54 @@ async fn request_limits_answer_414_431_413_and_411() {
     assert_eq!(r.status, StatusCode::OK, "at the limit is fine");
     assert_eq!(r.json()["bodyBytes"], 16);
 
-    // A chunked body has no length to check up front: refused rather than let past the cap.
-    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    s.write_all(b"POST /open HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-        .await
+    // Bodies without a length (HTTP/1.1 chunked, HTTP/2 without content-length) are
+    // read up to the cap before forwarding: under it they pass, past it 413.
+    let chunked = |body: &str| {
+        format!(
+            "POST /open HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        )
+    };
+    let raw = |req: String| async move {
+        let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let out = raw(chunked("hello")).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"bodyBytes\":5"), "{out}");
+    let out = raw(chunked(&"z".repeat(40))).await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert_eq!(b.hits(), 2);
+
+    for (size, want) in [(16, StatusCode::OK), (17, StatusCode::PAYLOAD_TOO_LARGE)] {
+        assert_eq!(h2_unsized_post(h.addr, size).await, want, "{size} bytes over h2");
+    }
+    assert_eq!(b.hits(), 3, "the h2 body past the cap never reached the upstream");
+}
+
+/// POSTs `size` bytes over HTTP/2 (prior knowledge) in two frames with no
+/// content-length, so the gateway cannot know the size up front.
+async fn h2_unsized_post(addr: std::net::SocketAddr, size: usize) -> StatusCode {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let half = size / 2;
+    let frames = vec![
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'a'; half]))),
+        Ok(Frame::data(Bytes::from(vec![b'b'; size - half]))),
+    ];
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = http::Request::post(format!("http://{addr}/open"))
+        .header("host", "h")
+        .body(body)
         .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    assert!(out.starts_with("HTTP/1.1 411"), "{out}");
-    assert_eq!(b.hits(), 1);
+    assert!(req.headers().get("content-length").is_none());
+    client.request(req).await.expect("gateway answers").status()
 }
 
 #[tokio::test]

@@ -36,4 +36,60 @@ impl ErrorResponse {
         "method",
         "path",
     ];
+
+    /// The body split into literal text and `{{variable}}`s; an unknown variable or
+    /// an unclosed `{{` is an error.
+    pub fn template(&self) -> Result<Vec<TemplatePart<'_>>, String> {
+        let mut parts = Vec::new();
+        let mut rest = self.body.as_str();
+        while let Some(open) = rest.find("{{") {
+            let Some(close) = rest[open..].find("}}") else {
+                return Err("`{{` without a closing `}}`".into());
+            };
+            if open > 0 {
+                parts.push(TemplatePart::Text(&rest[..open]));
+            }
+            let name = rest[open + 2..open + close].trim();
+            let var = match name {
+                "status" => TemplateVar::Status,
+                "reason" => TemplateVar::Reason,
+                "message" => TemplateVar::Message,
+                "requestId" => TemplateVar::RequestId,
+                "route" => TemplateVar::Route,
+                "method" => TemplateVar::Method,
+                "path" => TemplateVar::Path,
+                other => {
+                    return Err(format!(
+                        "unknown variable {{{{{other}}}}} (known: {})",
+                        Self::VARIABLES.join(", ")
+                    ));
+                }
+            };
+            parts.push(TemplatePart::Var(var));
+            rest = &rest[open + close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Text(rest));
+        }
+        Ok(parts)
+    }
+}
+
+/// A piece of an error body template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplatePart<'a> {
+    Text(&'a str),
+    Var(TemplateVar),
+}
+
+/// What a template variable stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateVar {
+    Status,
+    Reason,
+    Message,
+    RequestId,
+    Route,
+    Method,
+    Path,
 }

@@ -88,8 +88,12 @@ impl Explain {
         out
     }
 
-    /// One line for the live `x-meshgate-explain` response header.
+    /// One line for the live `x-meshgate-explain` response header (ASCII dashes:
+    /// clients read header values as Latin-1 or refuse non-ASCII).
     pub fn one_line(&self) -> String {
-        self.render().trim_end().replace('\n', "; ")
+        self.render()
+            .trim_end()
+            .replace('\n', "; ")
+            .replace(" — ", " - ")
     }
 }

@@ -73,6 +73,9 @@ pub struct RequestCx<'a> {
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
     /// Present when the request asked for an explanation (`explain`).
     pub explain: Option<Box<Explain>>,
+    /// Cap for a request body that has no `content-length` (HTTP/2, chunked): it is
+    /// read up to this many bytes before forwarding and refused with 413 beyond.
+    pub unsized_body_limit: Option<u64>,
 }
 
 impl<'a> RequestCx<'a> {
@@ -96,6 +99,7 @@ impl<'a> RequestCx<'a> {
             consumer: None,
             response_headers: Vec::new(),
             explain: None,
+            unsized_body_limit: None,
         }
     }
 

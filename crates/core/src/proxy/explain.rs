@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::decide::{Decision, decide};
 use crate::filter::{Explain, RequestCx};
 use crate::snapshot::Snapshot;
+use meshgate_observe::access_log::AccessRecord;
 
 /// Request and response header of live explanations.
 pub static X_MESHGATE_EXPLAIN: HeaderName = HeaderName::from_static("x-meshgate-explain");
@@ -30,6 +31,20 @@ pub(super) fn attach(trace: &Explain, headers: &mut HeaderMap) {
     if let Ok(v) = HeaderValue::from_bytes(trace.one_line().as_bytes()) {
         headers.insert(X_MESHGATE_EXPLAIN.clone(), v);
     }
+}
+
+/// Completes a live trace from what the request path recorded.
+pub(super) fn finish_live(trace: &mut Explain, record: &AccessRecord) {
+    trace.consumer = record.consumer.as_deref().map(str::to_owned);
+    trace.outcome = Some(match (record.reason, &record.service) {
+        (Some(reason), _) => format!("refused: {} {reason}", record.status),
+        (None, Some(service)) => format!(
+            "forwarded to service {service} ({}): {}",
+            record.upstream.as_deref().unwrap_or("no endpoint"),
+            record.status
+        ),
+        (None, None) => format!("answered by the gateway: {}", record.status),
+    });
 }
 
 /// Runs listener `listener`'s pipeline over `parts` as if it came from `client`,

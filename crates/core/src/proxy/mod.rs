@@ -162,10 +162,11 @@ pub async fn handle(
     for (name, value) in cx.response_headers.drain(..) {
         head.headers.append(name, value);
     }
-    if let Some(trace) = cx.explain.as_deref() {
+    record.status = head.status.as_u16();
+    if let Some(trace) = cx.explain.as_deref_mut() {
+        explain::finish_live(trace, &record);
         explain::attach(trace, &mut head.headers);
     }
-    record.status = head.status.as_u16();
     Response::from_parts(
         head,
         LoggedBody::new(body, record, started, shared.clone(), Some(trace), held),
@@ -240,7 +241,7 @@ async fn route_and_forward<'s>(
         }
     });
     let hash = upstream.hash_for(&parts.headers, conn.client.ip());
-    let body = RequestBody::prepare(body, parts, route, record).await?;
+    let body = RequestBody::prepare(body, parts, route, cx.unsized_body_limit, record).await?;
     let outgoing = Outgoing {
         parts: take_parts(parts),
         body,

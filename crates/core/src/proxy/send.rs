@@ -30,11 +30,14 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    /// Holds small bodies of retryable routes (by `content-length`); streams the rest.
+    /// Holds small bodies of retryable routes (by `content-length`) and bodies
+    /// without a length when a policy capped them (`unsized_limit`: read up to the cap,
+    /// refused with 413 beyond it, never read further); streams the rest.
     pub async fn prepare(
         body: Incoming,
         parts: &http::request::Parts,
         route: &Route,
+        unsized_limit: Option<u64>,
         record: &mut AccessRecord,
     ) -> Result<Self, ProxyError> {
         use http_body::Body as _;
@@ -45,6 +48,19 @@ impl RequestBody {
             .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let (None, Some(limit)) = (length, unsized_limit) {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let collected = Limited::new(body, limit).collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ProxyError::BodyTooLarge
+                } else {
+                    ProxyError::ClientBody
+                }
+            })?;
+            let bytes = collected.to_bytes();
+            record.bytes_in = bytes.len() as u64;
+            return Ok(RequestBody::Held(Some(bytes)));
+        }
         if let (Some(policy), Some(n)) = (&route.retry, length)
             && n <= policy.body_buffer_bytes
         {
