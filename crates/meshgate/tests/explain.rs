@@ -12,6 +12,8 @@ use meshgate_policy::credentials::hash_api_key;
 
 /// A fixed key, so the golden output is stable (its hash is computed, never pasted).
 const KEY: &str = "mgk_golden-file-test-key-not-a-secret";
+/// HS256 secret of the `bearer` policy; tokens are signed in the test.
+const JWT_SECRET: &str = "golden-file-test-secret-0123456789abcdef";
 
 fn config() -> String {
     config_with("[office, keys, limits]", "")
@@ -29,6 +31,9 @@ policies:
   - {{name: office, type: IpAccess, ipAccess: {{allow: [127.0.0.0/8]}}}}
   - {{name: keys, type: ApiKey, apiKey: {{}}}}
   - {{name: limits, type: RequestLimits, requestLimits: {{maxUriBytes: 64}}}}
+  - name: bearer
+    type: Jwt
+    jwt: {{algorithms: [HS256], issuer: https://idp.example, audiences: [orders], keys: [{{secret: "{JWT_SECRET}"}}]}}
 {extra_policies}routes:
   - name: orders-admin
     hostnames: [api.example.com]
@@ -37,6 +42,11 @@ policies:
   - name: orders-write
     hostnames: [api.example.com]
     matches: [{{path: {{value: /orders}}, method: POST}}]
+    backendRefs: [{{name: orders}}]
+  - name: reports
+    hostnames: [api.example.com]
+    matches: [{{path: {{value: /reports}}}}]
+    policies: [bearer]
     backendRefs: [{{name: orders}}]
   - name: orders
     hostnames: [api.example.com]
@@ -87,6 +97,28 @@ fn explain_a_refused_request() {
     insta::assert_snapshot!("refused_bad_key", text);
     let (_, text) = explain(&["http://api.example.com:8080/orders/7", "--client", "192.0.2.7:5000"]);
     insta::assert_snapshot!("refused_ip", text);
+}
+
+/// A token for the `bearer` policy with a fixed `exp`, so the output is stable.
+fn token(exp: u64) -> String {
+    use meshgate_testkit::jwt::{Algorithm, TestKey};
+    let key = TestKey::hmac(Algorithm::HS256, "golden", JWT_SECRET.as_bytes());
+    key.sign(&serde_json::json!({
+        "sub": "alice", "iss": "https://idp.example", "aud": "orders", "exp": exp,
+    }))
+}
+
+#[test]
+fn explain_jwt_expired_and_valid() {
+    // 2026-11-20T10:00:00Z: in the past for anyone running this test.
+    let expired = format!("authorization: Bearer {}", token(1_795_168_800));
+    let (ok, text) = explain(&["GET http://api.example.com:8080/reports/q3", "-H", &expired]);
+    assert!(ok);
+    insta::assert_snapshot!("jwt_expired", text);
+    // 2100-01-01: valid.
+    let valid = format!("authorization: Bearer {}", token(4_102_444_800));
+    let (_, text) = explain(&["GET http://api.example.com:8080/reports/q3", "-H", &valid]);
+    insta::assert_snapshot!("jwt_valid", text);
 }
 
 #[test]
