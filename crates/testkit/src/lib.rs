@@ -3,6 +3,7 @@
 
 mod backend;
 pub mod jwt;
+pub mod oidc;
 pub mod otlp;
 mod util;
 

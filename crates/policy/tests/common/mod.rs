@@ -4,6 +4,7 @@
 
 #[path = "../../../core/tests/common/mod.rs"]
 mod harness;
+pub mod jwt;
 
 pub use harness::*;
 
