@@ -79,6 +79,20 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitDecisionLabels {
+    pub policy: Name,
+    /// `allowed` or `limited`.
+    pub decision: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitStoreLabels {
+    pub policy: Name,
+    /// The failure mode applied: `open` (admitted) or `closed` (refused).
+    pub mode: &'static str,
+}
+
 type Histograms<L> = Family<L, LatencyHistogram>;
 
 /// Every metric the gateway exports. One per process; survives config reloads.
@@ -98,6 +112,8 @@ pub struct Metrics {
     pub endpoint_healthy: Family<EndpointLabels, Gauge>,
     pub endpoint_ejected: Family<EndpointLabels, Gauge>,
     pub config_reloads: Family<ResultLabel, Counter>,
+    pub ratelimit_decisions: Family<RateLimitDecisionLabels, Counter>,
+    pub ratelimit_store_errors: Family<RateLimitStoreLabels, Counter>,
     pub config_version: Gauge,
     pub access_log_dropped: Counter,
     pub spans_dropped: Counter,
@@ -202,6 +218,19 @@ impl Metrics {
             "Config reloads, by result (ok, failed)",
             config_reloads.clone(),
         );
+        let ratelimit_decisions = Family::default();
+        r.register(
+            "ratelimit_decisions",
+            "Rate-limit decisions, by policy and decision (allowed, limited)",
+            ratelimit_decisions.clone(),
+        );
+        let ratelimit_store_errors = Family::default();
+        r.register(
+            "ratelimit_store_errors",
+            "Requests decided by failureMode because the rate-limit store (Redis) failed \
+             or timed out, by policy and mode (open, closed)",
+            ratelimit_store_errors.clone(),
+        );
         let config_version = Gauge::default();
         r.register(
             "config_version",
@@ -236,6 +265,8 @@ impl Metrics {
             endpoint_healthy,
             endpoint_ejected,
             config_reloads,
+            ratelimit_decisions,
+            ratelimit_store_errors,
             config_version,
             access_log_dropped,
             spans_dropped,
@@ -296,6 +327,47 @@ impl Metrics {
             .inc();
         if ok {
             self.config_version.set(version as i64);
+        }
+    }
+}
+
+/// Handles of one rate-limit policy's counters, resolved when the policy is
+/// compiled so a decision is one atomic increment.
+#[derive(Debug, Clone)]
+pub struct RateLimitMetrics {
+    pub allowed: Counter,
+    pub limited: Counter,
+    /// Store failures that let the request through (`failureMode: open`).
+    pub store_errors_open: Counter,
+    /// Store failures that refused the request (`failureMode: closed`).
+    pub store_errors_closed: Counter,
+}
+
+impl Metrics {
+    /// Resolves the counters of rate-limit policy `policy`.
+    pub fn rate_limit(&self, policy: &str) -> RateLimitMetrics {
+        let policy = Name::from(policy);
+        let decision = |decision| {
+            self.ratelimit_decisions
+                .get_or_create(&RateLimitDecisionLabels {
+                    policy: policy.clone(),
+                    decision,
+                })
+                .clone()
+        };
+        let store = |mode| {
+            self.ratelimit_store_errors
+                .get_or_create(&RateLimitStoreLabels {
+                    policy: policy.clone(),
+                    mode,
+                })
+                .clone()
+        };
+        RateLimitMetrics {
+            allowed: decision("allowed"),
+            limited: decision("limited"),
+            store_errors_open: store("open"),
+            store_errors_closed: store("closed"),
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct RateLimitPolicy {
     /// client is the rightmost address not in this list. Default: none (the TCP peer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Send `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on every
+    /// response (and `Retry-After` on 429s). Default true.
+    #[serde(default = "yes")]
+    pub headers: bool,
     /// Share the limit between gateway instances through Redis. Default: local only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisLimit>,
@@ -60,12 +64,34 @@ pub struct RedisLimit {
     /// Longest wait for Redis before `failureMode` applies. Default 50ms.
     #[serde(default = "RedisLimit::default_timeout")]
     pub timeout: Duration,
+    /// Tokens an instance takes from Redis at once and then spends locally, so most
+    /// requests need no Redis round trip. Over any window the instances together
+    /// admit at most `burst` plus the refill, give or take one batch each.
+    /// 1 asks Redis for every request. Default: `burst / 10`, at least 1, at most 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 impl RedisLimit {
     fn default_timeout() -> Duration {
-        "50ms".parse().expect("valid duration")
+        Duration::from_millis(50)
     }
+
+    /// The batch in effect for a bucket of `burst` tokens.
+    pub fn batch_for(&self, burst: u32) -> u32 {
+        self.batch.unwrap_or((burst / 10).clamp(1, 100))
+    }
+}
+
+impl RateLimitPolicy {
+    /// The bucket size in effect: `burst`, else `requests`.
+    pub fn burst_or_requests(&self) -> u32 {
+        self.burst.unwrap_or(self.requests)
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Behaviour when a dependency (Redis, an authorization service) is unavailable.
