@@ -2,6 +2,7 @@
 //! Thin by design; the work lives in the library crates.
 
 mod demo;
+mod explain;
 mod run;
 mod watch;
 
@@ -40,6 +41,25 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Show what the gateway would do with a request: the route that matches (and
+    /// why earlier candidates did not), each policy's verdict and reason, and where
+    /// the request would go. Nothing is sent.
+    Explain {
+        /// Config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The request: `'GET https://api.example.com/orders/7'` (method optional).
+        request: String,
+        /// A request header, `-H 'name: value'`; repeatable.
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// Listener to use. Default: the one on the URL's port, else the first.
+        #[arg(long)]
+        listener: Option<String>,
+        /// Client address the request comes from (for IP rules and limits).
+        #[arg(long, default_value = "127.0.0.1:40000")]
+        client: std::net::SocketAddr,
+    },
     /// Print the JSON Schema of the config file.
     Schema,
     /// API key tools.
@@ -63,6 +83,28 @@ enum KeysCommand {
     /// Print a new random API key (give it to the consumer) and its hash (put it in
     /// `consumers[].apiKeys`).
     Generate,
+    /// Read a password from stdin and print its argon2id hash (put it in
+    /// `consumers[].basicAuth.passwordHash`).
+    Password,
+}
+
+/// `meshgate keys password`: the hash goes to stdout alone, so it can be captured.
+fn password_hash() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut input) {
+        eprintln!("reading the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    match meshgate_policy::basic_auth::hash_password_input(&input) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -70,6 +112,19 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run::run_file(&config),
         Command::Validate { file } => validate(&file),
+        Command::Explain {
+            config,
+            request,
+            headers,
+            listener,
+            client,
+        } => explain::run(explain::Args {
+            file: &config,
+            request: &request,
+            headers: &headers,
+            listener: listener.as_deref(),
+            client,
+        }),
         Command::Demo { port } => demo::run(port),
         Command::Echo { listen, name } => demo::echo(listen, &name),
         Command::Keys {
@@ -88,6 +143,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Keys {
+            command: KeysCommand::Password,
+        } => password_hash(),
         Command::Schema => {
             println!("{}", meshgate_config::json_schema());
             ExitCode::SUCCESS
@@ -96,14 +154,31 @@ fn main() -> ExitCode {
 }
 
 fn validate(file: &std::path::Path) -> ExitCode {
-    match meshgate_config::load_file(file) {
+    let src = match meshgate_config::read_file(file) {
+        Ok(src) => src,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = file.display().to_string();
+    match meshgate_config::parse_str(&src, &name) {
         Ok(cfg) => {
+            let warnings = meshgate_config::warnings(&cfg, &src, &name);
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
-                "{}: valid ({} listeners, {} routes, {} services)",
+                "{}: valid ({} listeners, {} routes, {} services, {} policies{})",
                 file.display(),
                 cfg.listeners.len(),
                 cfg.routes.len(),
-                cfg.services.len()
+                cfg.services.len(),
+                cfg.policies.len(),
+                match warnings.len() {
+                    0 => String::new(),
+                    n => format!("; {n} warning(s)"),
+                }
             );
             ExitCode::SUCCESS
         }

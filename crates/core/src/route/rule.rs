@@ -70,6 +70,23 @@ impl PathRule {
         }
     }
 
+    /// Whether `path` matches, with Gateway API semantics: a prefix matches whole
+    /// segments (`/api` matches `/api` and `/api/x`, not `/apix`). The route table
+    /// gets the same answer through its index; this is for checks outside it.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathRule::Exact(p) => **p == *path,
+            PathRule::Prefix(p) => {
+                &**p == "/"
+                    || path == &**p
+                    || path
+                        .strip_prefix(&**p)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+            PathRule::Regex(re) => re.is_match(path),
+        }
+    }
+
     /// The path, normalised prefix or regex pattern as matched.
     pub fn value(&self) -> &str {
         match self {
@@ -219,18 +236,7 @@ impl Rule {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Option<String> {
-        let path_ok = match &self.path {
-            PathRule::Exact(p) => &**p == path,
-            PathRule::Prefix(p) => {
-                &**p == "/"
-                    || path == &**p
-                    || path
-                        .strip_prefix(&**p)
-                        .is_some_and(|rest| rest.starts_with('/'))
-            }
-            PathRule::Regex(re) => re.is_match(path),
-        };
-        if !path_ok {
+        if !self.path.matches(path) {
             return Some(format!(
                 "path {path} does not match {} {}",
                 self.path.kind(),

@@ -221,9 +221,9 @@ pub struct RequestLimitsPolicy {
     /// Largest sum of header names and values in bytes → 431.
     #[serde(default)]
     pub max_header_bytes: Option<u32>,
-    /// Largest request body in bytes, by `content-length` → 413 before anything is
-    /// read or forwarded. Bodies without a `content-length` (chunked) are refused
-    /// with 411 when this is set, so the cap cannot be bypassed.
+    /// Largest request body in bytes → 413. A larger `content-length` is refused
+    /// before anything is read; a body without one (HTTP/1.1 chunked, HTTP/2) is read
+    /// up to the cap before forwarding and refused as soon as it goes past it.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
 }
