@@ -90,7 +90,11 @@ fn pick_listener<'c>(
     }
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     config
         .listeners
         .iter()

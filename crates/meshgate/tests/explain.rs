@@ -95,7 +95,11 @@ fn explain_a_refused_request() {
     ]);
     assert!(ok, "explaining a refusal is a successful explain");
     insta::assert_snapshot!("refused_bad_key", text);
-    let (_, text) = explain(&["http://api.example.com:8080/orders/7", "--client", "192.0.2.7:5000"]);
+    let (_, text) = explain(&[
+        "http://api.example.com:8080/orders/7",
+        "--client",
+        "192.0.2.7:5000",
+    ]);
     insta::assert_snapshot!("refused_ip", text);
 }
 
@@ -149,7 +153,11 @@ fn validate_warns_about_suspicious_policy_order() {
 ",
     );
     let file = dir.write("meshgate.yaml", &yaml);
-    let out = Command::new(BIN).arg("validate").arg(&file).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&*file.to_string_lossy(), "FILE");
     insta::assert_snapshot!("order_warnings", stderr);

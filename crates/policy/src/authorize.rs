@@ -225,7 +225,6 @@ fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     format!("[{}]", items.join(", "))
 }
 
-
 impl Claim {
     fn compile(c: &config::ClaimCondition) -> Result<Self, String> {
         let keys: Vec<Box<str>> = c.keys().into_iter().map(Into::into).collect();

@@ -98,7 +98,10 @@ async fn explain_header_with_the_admin_token_returns_the_trace() {
             Method::GET,
             "api.test",
             "/orders/7",
-            &[("x-api-key", "mgk_wrong"), ("x-meshgate-explain", "s3cret-admin")],
+            &[
+                ("x-api-key", "mgk_wrong"),
+                ("x-meshgate-explain", "s3cret-admin"),
+            ],
             Bytes::new(),
         )
         .await;
@@ -132,7 +135,11 @@ async fn error_bodies_follow_route_then_global_templates() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers["content-type"], "application/problem+json");
     let doc = r.json();
-    assert_eq!(doc["requestId"], "req-\"42\"", "escaped as JSON: {}", r.body);
+    assert_eq!(
+        doc["requestId"], "req-\"42\"",
+        "escaped as JSON: {}",
+        r.body
+    );
     assert_eq!(doc["status"], 401);
     assert_eq!(doc["route"], "orders");
     assert_eq!(doc["title"], "the request carries no credentials");

@@ -191,7 +191,6 @@ async fn cached_tokens_still_expire() {
     );
 }
 
-
 #[tokio::test]
 async fn periodic_refresh_drops_withdrawn_keys_from_the_cache() {
     let b = Backend::start("svc").await;
@@ -226,4 +225,3 @@ async fn periodic_refresh_drops_withdrawn_keys_from_the_cache() {
     }
     assert!(server.fetches() >= 2);
 }
-

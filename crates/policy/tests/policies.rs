@@ -143,9 +143,17 @@ async fn request_limits_answer_414_431_and_413() {
     assert_eq!(b.hits(), 2);
 
     for (size, want) in [(16, StatusCode::OK), (17, StatusCode::PAYLOAD_TOO_LARGE)] {
-        assert_eq!(h2_unsized_post(h.addr, size).await, want, "{size} bytes over h2");
+        assert_eq!(
+            h2_unsized_post(h.addr, size).await,
+            want,
+            "{size} bytes over h2"
+        );
     }
-    assert_eq!(b.hits(), 3, "the h2 body past the cap never reached the upstream");
+    assert_eq!(
+        b.hits(),
+        3,
+        "the h2 body past the cap never reached the upstream"
+    );
 }
 
 /// POSTs `size` bytes over HTTP/2 (prior knowledge) in two frames with no

@@ -16,8 +16,7 @@ pub(super) fn check(list: &[ErrorResponse], at: &str, issues: &mut Issues) {
                 );
             }
         }
-        if e.content_type.is_empty() || !e.content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
-        {
+        if e.content_type.is_empty() || !e.content_type.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             issues.add(
                 format!("{at}.contentType"),
                 format!("{:?} is not a valid content type", e.content_type),
