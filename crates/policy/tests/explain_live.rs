@@ -62,7 +62,7 @@ async fn explain_header_with_the_admin_token_returns_the_trace() {
         trace.starts_with(
         "route admin-only: skipped (* Exact /orders/admin): path /orders/7 does not match Exact /orders/admin; \
          route orders: matched (* PathPrefix /orders); \
-         small [RequestLimits]: continue; \
+         small [RequestLimits]: continue - within limits; \
          keys [ApiKey]: continue - consumer acme; \
          consumer: acme; ",
         ),
