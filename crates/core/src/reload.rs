@@ -88,6 +88,9 @@ impl Reloader {
                 return Ok(None);
             }
             let config = meshgate_config::parse_str(&src, &file).map_err(ReloadError::Invalid)?;
+            for w in meshgate_config::warnings(&config, &src, &file) {
+                tracing::warn!(trigger, "{w}");
+            }
             self.gateway.apply(config).await?;
             Ok(Some(hash))
         }
