@@ -189,3 +189,38 @@ async fn a_reload_changes_policies() {
     h.gateway.apply(next).await.unwrap();
     assert_eq!(h.get("h", "/open").await.status, StatusCode::OK);
 }
+
+/// A reload that leaves a policy as it was keeps its state (here, a rate limit's
+/// spent bucket); changing the policy starts it afresh.
+#[tokio::test]
+async fn unchanged_policies_keep_their_state_across_reloads() {
+    let b = Backend::start("svc").await;
+    let svc = common::service("svc", &[b.addr]);
+    let limit = |requests: u32| {
+        format!(
+            "{LOOPBACK_ONLY}\n  - {{name: three, type: RateLimit, rateLimit: {{key: route, requests: {requests}, per: 1h}}}}"
+        )
+    };
+    let h = common::start(&config("", "three", &limit(3), &svc)).await;
+    for _ in 0..3 {
+        assert_eq!(h.get("h", "/guarded").await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        h.get("h", "/guarded").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // Another policy's settings change; `three` does not: its bucket stays spent.
+    let other = limit(3).replace("maxUriBytes: 64", "maxUriBytes: 65");
+    let next = meshgate_config::parse_str(&config("", "three", &other, &svc), "t.yaml").unwrap();
+    h.gateway.apply(next).await.unwrap();
+    assert_eq!(
+        h.get("h", "/guarded").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // `three` itself changes: a new bucket.
+    let next = meshgate_config::parse_str(&config("", "three", &limit(4), &svc), "t.yaml").unwrap();
+    h.gateway.apply(next).await.unwrap();
+    assert_eq!(h.get("h", "/guarded").await.status, StatusCode::OK);
+}
