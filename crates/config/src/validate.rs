@@ -9,12 +9,16 @@
 //! appear in a document written in that order; no sorting is needed.
 
 mod error_response;
+mod l4;
+mod listener_tls;
+mod mirror;
 mod names;
 mod policy;
 mod route;
 mod route_filter;
 mod service;
 mod syntax;
+mod upstream_tls;
 
 use crate::Config;
 use names::{Kind, Known};
@@ -61,10 +65,16 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
             &format!("routes[{i}].errorResponses"),
             &mut issues,
         );
+        if let Some(m) = &r.mirror {
+            mirror::check(&format!("routes[{i}].mirror"), m, config, &mut issues);
+        }
     }
     for (i, s) in config.services.iter().enumerate() {
         known.check_name(Kind::Service, i, &mut issues);
         service::check(s, &format!("services[{i}]"), &mut issues);
+        if let Some(t) = &s.tls {
+            upstream_tls::check(&format!("services[{i}].tls"), t, config, &mut issues);
+        }
     }
     policy::check(config, &mut issues);
     error_response::check(&config.error_responses, "errorResponses", &mut issues);
@@ -154,5 +164,40 @@ fn check_listeners(config: &Config, known: &Known<'_>, issues: &mut Issues) {
                 ),
             );
         }
+        check_listener_protocol(config, l, &format!("listeners[{i}]"), issues);
+    }
+}
+
+/// The settings each protocol needs, and none it does not use.
+fn check_listener_protocol(config: &Config, l: &crate::Listener, at: &str, issues: &mut Issues) {
+    use crate::ListenerProtocol as P;
+    let wants_tls = l.protocol == P::HTTPS;
+    let wants_l4 = matches!(l.protocol, P::TCP | P::TLS);
+    match (&l.tls, wants_tls) {
+        (None, true) => issues.add(format!("{at}.tls"), "required when protocol is HTTPS"),
+        (Some(_), false) => issues.add(
+            format!("{at}.tls"),
+            format!("not allowed when protocol is {:?}", l.protocol),
+        ),
+        (Some(t), true) => listener_tls::check(&format!("{at}.tls"), t, config, issues),
+        (None, false) => {}
+    }
+    match (&l.l4, wants_l4) {
+        (None, true) => issues.add(
+            format!("{at}.l4"),
+            format!("required when protocol is {:?}", l.protocol),
+        ),
+        (Some(_), false) => issues.add(
+            format!("{at}.l4"),
+            format!("not allowed when protocol is {:?}", l.protocol),
+        ),
+        (Some(x), true) => l4::check(&format!("{at}.l4"), x, config, issues),
+        (None, false) => {}
+    }
+    if wants_l4 && !l.policies.is_empty() {
+        issues.add(
+            format!("{at}.policies"),
+            "HTTP policies cannot run on a TCP or TLS passthrough listener",
+        );
     }
 }

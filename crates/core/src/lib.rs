@@ -8,6 +8,7 @@ pub mod balance;
 pub mod body;
 mod error_page;
 pub mod filter;
+pub mod l4;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;

@@ -4,21 +4,29 @@
 
 mod error_response;
 mod filter;
+mod l4;
+mod listener_tls;
+mod mirror;
 mod ops;
 mod policy;
 mod resilience;
 mod retry_on;
 mod route;
 mod service;
+mod upstream_tls;
 
 pub use error_response::*;
 pub use filter::*;
+pub use l4::*;
+pub use listener_tls::*;
+pub use mirror::*;
 pub use ops::*;
 pub use policy::*;
 pub use resilience::*;
 pub use retry_on::RetryOn;
 pub use route::*;
 pub use service::*;
+pub use upstream_tls::*;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -132,6 +140,12 @@ pub struct Listener {
     /// Policies run first on every route of this listener, in this order.
     #[serde(default)]
     pub policies: Vec<String>,
+    /// Certificates and TLS settings; required when `protocol` is `HTTPS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// Where connections go; required when `protocol` is `TCP` or `TLS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4: Option<L4Listener>,
 }
 
 /// Listener protocols.
@@ -140,4 +154,10 @@ pub enum ListenerProtocol {
     /// HTTP/1.1 and h2c (prior knowledge), detected per connection.
     #[default]
     HTTP,
+    /// TLS terminated here (certificates by SNI), then HTTP/1.1 or HTTP/2 by ALPN.
+    HTTPS,
+    /// Raw TCP proxied to a service (L4).
+    TCP,
+    /// TLS passed through untouched, routed by the ClientHello's server name (SNI).
+    TLS,
 }

@@ -47,6 +47,9 @@ pub struct Route {
     /// top-level `errorResponses`.
     #[serde(default)]
     pub error_responses: Vec<crate::model::ErrorResponse>,
+    /// Copy a share of this route's requests to a shadow service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::model::Mirror>,
 }
 
 /// One set of conditions; all given conditions must hold.

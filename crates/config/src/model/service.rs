@@ -41,6 +41,9 @@ pub struct Service {
     /// `host:port`. A route's `URLRewrite.hostname` overrides both.
     #[serde(default = "yes")]
     pub preserve_host: bool,
+    /// Speak TLS to the endpoints. Absent: plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::UpstreamTls>,
 }
 
 fn yes() -> bool {

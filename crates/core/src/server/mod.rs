@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use meshgate_config::{Config, Listener};
+use meshgate_config::{Config, Listener, ListenerProtocol};
 use meshgate_observe::Metrics;
 use meshgate_observe::access_log::AccessLog;
 use meshgate_observe::trace::Exporter;
@@ -233,13 +233,17 @@ impl Gateway {
             let local = socket.local_addr().unwrap_or(spec.address);
             tracing::info!(listener = %spec.name, address = %local, "listening");
             let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(accept::accept_loop(
-                socket,
-                spec.name.as_str().into(),
-                self.shared.clone(),
-                stopped,
-                self.drain_timeout.subscribe(),
-            ));
+            let name: Arc<str> = spec.name.as_str().into();
+            let drain = self.drain_timeout.subscribe();
+            let shared = self.shared.clone();
+            let task = match spec.protocol {
+                ListenerProtocol::HTTP | ListenerProtocol::HTTPS => {
+                    tokio::spawn(accept::accept_loop(socket, name, shared, stopped, drain))
+                }
+                ListenerProtocol::TCP | ListenerProtocol::TLS => {
+                    tokio::spawn(crate::l4::accept_loop(socket, name, shared, stopped, drain))
+                }
+            };
             listeners.push(Running {
                 spec,
                 local,
