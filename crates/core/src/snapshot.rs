@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub error_pages: crate::rescue::ErrorPages,
     /// The admin token, when `admin.liveExplain` lets requests ask for their trace.
     pub explain_token: Option<Box<[u8]>>,
+    /// TLS state (certificates by SNI) of the `HTTPS` listeners.
+    pub listener_tls: crate::server::tls::ListenerTlsSet,
 }
 
 /// A config that validated but could not be turned into runtime state.
@@ -83,6 +85,9 @@ impl Snapshot {
                 .map_err(CompileError)?;
         let tables =
             compile_tables(&config, &upstreams, &policies, metrics).map_err(CompileError)?;
+        let listener_tls =
+            crate::server::tls::ListenerTlsSet::compile(&config, previous.map(|p| &p.listener_tls))
+                .map_err(CompileError)?;
         let listener_policies = config
             .listeners
             .iter()
@@ -101,6 +106,7 @@ impl Snapshot {
             .collect::<Result<_, CompileError>>()?;
         Ok(Snapshot {
             tables,
+            listener_tls,
             upstreams,
             listener_policies,
             policies,

@@ -12,6 +12,9 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Version};
 use prometheus_client::metrics::counter::Counter;
 
+mod connection;
+pub use connection::ConnectionRecord;
+
 /// Everything one log line says. Fields are cheap clones of what the request already
 /// holds (shared `Bytes`, `Arc<str>`), so filling it costs no copies of strings.
 #[derive(Debug)]
@@ -43,6 +46,8 @@ pub struct AccessRecord {
     pub upstream_elapsed: Option<Duration>,
     /// The authenticated consumer, when a policy identified one.
     pub consumer: Option<Arc<str>>,
+    /// Subject of the verified client certificate (mTLS at the edge).
+    pub client_cert: Option<Arc<str>>,
 }
 
 impl AccessRecord {
@@ -69,6 +74,7 @@ struct Line<'a> {
     status: u16,
     route: Option<&'a str>,
     consumer: Option<&'a str>,
+    client_cert: Option<&'a str>,
     service: Option<&'a str>,
     upstream: Option<&'a str>,
     retries: u32,
@@ -104,6 +110,7 @@ impl AccessRecord {
             status: self.status,
             route: self.route.as_deref(),
             consumer: self.consumer.as_deref(),
+            client_cert: self.client_cert.as_deref(),
             service: self.service.as_deref(),
             upstream: self.upstream.as_deref(),
             retries: self.retries,
@@ -182,6 +189,15 @@ impl AccessLog {
         }
     }
 
+    /// Queues the line of a finished L4 connection (dropped, and counted, when full).
+    pub fn send_connection(&self, record: ConnectionRecord) {
+        if let Some(tx) = &self.tx
+            && let Err(TrySendError::Full(_)) = tx.try_send(Msg::Connection(Box::new(record)))
+        {
+            self.dropped.inc();
+        }
+    }
+
     /// Waits (up to `limit`) until every record sent so far is written and flushed.
     /// Called when the gateway stops, so the last lines are not lost at exit.
     pub fn flush(&self, limit: Duration) {
@@ -202,6 +218,7 @@ impl AccessLog {
 /// What the writer thread receives.
 enum Msg {
     Record(Box<AccessRecord>),
+    Connection(Box<ConnectionRecord>),
     /// Write everything queued before this, flush, then answer.
     Flush(SyncSender<()>),
 }
@@ -218,6 +235,13 @@ fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
             Msg::Record(record) => {
                 line.clear();
                 if serde_json::to_writer(&mut line, &record.line()).is_ok() {
+                    line.push(b'\n');
+                    let _ = out.write_all(&line);
+                }
+            }
+            Msg::Connection(record) => {
+                line.clear();
+                if record.write_json(&mut line).is_ok() {
                     line.push(b'\n');
                     let _ = out.write_all(&line);
                 }

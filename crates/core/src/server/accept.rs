@@ -1,19 +1,29 @@
-//! One listener: bind, accept, serve HTTP/1.1 and h2c with hyper, count
-//! connections, and drain gracefully when told to stop.
+//! One HTTP listener: bind, accept, serve HTTP/1.1 and h2c with hyper (or, on an
+//! `HTTPS` listener, TLS first: the handshake runs in the connection's own task,
+//! then HTTP/2 or HTTP/1.1 by ALPN), answer `httpsRedirect` listeners with 301s,
+//! count connections, and drain gracefully when told to stop.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Empty;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use meshgate_config::ListenerProtocol;
 use meshgate_observe::metrics::ListenerLabel;
-use tokio::net::{TcpListener, TcpSocket};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
+use super::tls::{ClientCert, TlsListener};
 use crate::proxy::{ConnInfo, Shared, handle};
+use crate::snapshot::Snapshot;
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -36,12 +46,7 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     drain: watch::Receiver<Duration>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
+    let builders = Arc::new(Builders::new());
     let graceful = GracefulShutdown::new();
     let local_addr = listener
         .local_addr()
@@ -55,6 +60,7 @@ pub async fn accept_loop(
         .get_or_create(&label)
         .clone();
     let accepted_total = shared.metrics.connections.get_or_create(&label).clone();
+    let mut mode = ModeCache::default();
     loop {
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -71,31 +77,58 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(local_addr);
-        let conn = Arc::new(ConnInfo {
+        let mut conn = ConnInfo {
             listener: name.clone(),
             client,
             local,
             scheme: "http",
-        });
-        let shared = shared.clone();
-        let service = service_fn(move |req| {
-            let shared = shared.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
+            client_cert: None,
+        };
         accepted_total.inc();
         active.inc();
-        let active = active.clone();
-        tokio::spawn(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(error = %e, %client, "connection ended with error");
+        match mode.current(&shared, &name) {
+            Mode::Plain => {
+                let conn = Arc::new(conn);
+                let shared = shared.clone();
+                let service = service_fn(move |req| {
+                    let shared = shared.clone();
+                    let conn = conn.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
+                });
+                // With upgrades: WebSocket handshakes hand the connection over.
+                let connection = builders
+                    .auto
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                spawn_counted(graceful.watch(connection), client, active.clone());
             }
-            active.dec();
-        });
+            Mode::Redirect(port) => {
+                let port = *port;
+                let service = service_fn(move |req| async move {
+                    Ok::<_, std::convert::Infallible>(https_redirect(&req, port))
+                });
+                let connection = builders
+                    .auto
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                spawn_counted(graceful.watch(connection), client, active.clone());
+            }
+            Mode::Tls(tls) => {
+                conn.scheme = "https";
+                let task = TlsConn {
+                    tls: tls.clone(),
+                    shared: shared.clone(),
+                    builders: builders.clone(),
+                    watcher: graceful.watcher(),
+                    active: active.clone(),
+                };
+                tokio::spawn(task.serve(stream, conn));
+            }
+            Mode::Refuse => {
+                drop(stream);
+                active.dec();
+            }
+        }
     }
     drop(listener);
     let limit = *drain.borrow();
@@ -105,4 +138,202 @@ pub async fn accept_loop(
     {
         tracing::warn!(listener = %name, drain_timeout = ?limit, "drain timeout passed with connections still open");
     }
+}
+
+/// The hyper connection builders of a listener: auto-detecting (cleartext, and TLS
+/// without ALPN) and one per ALPN protocol.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Self {
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
+        auto.http2().timer(TokioTimer::new());
+        Builders {
+            h1: auto.clone().http1_only(),
+            h2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.h2,
+            Some(b"http/1.1") => &self.h1,
+            _ => &self.auto,
+        }
+    }
+}
+
+/// How this listener serves new connections under the current snapshot.
+#[derive(Clone)]
+enum Mode {
+    Plain,
+    Redirect(u16),
+    Tls(Arc<TlsListener>),
+    /// An `HTTPS` listener without TLS state (cannot happen with a compiled
+    /// snapshot); connections are closed rather than served in cleartext.
+    Refuse,
+}
+
+impl Mode {
+    fn of(snapshot: &Snapshot, name: &str) -> Mode {
+        let Some(spec) = snapshot.config.listeners.iter().find(|l| l.name == name) else {
+            return Mode::Plain;
+        };
+        match spec.protocol {
+            ListenerProtocol::HTTPS => match snapshot.listener_tls.get(name) {
+                Some(tls) => Mode::Tls(tls.clone()),
+                None => {
+                    tracing::error!(listener = %name, "HTTPS listener without TLS state");
+                    Mode::Refuse
+                }
+            },
+            _ => match &spec.https_redirect {
+                Some(r) => Mode::Redirect(r.port.get()),
+                None => Mode::Plain,
+            },
+        }
+    }
+}
+
+/// The mode, recomputed only when the snapshot changed: per connection this costs
+/// one `ArcSwap` load and a pointer comparison.
+struct ModeCache {
+    /// Held weakly so an old snapshot is not kept alive by an idle listener; the
+    /// allocation stays while the `Weak` exists, so its address cannot be reused.
+    snapshot: Weak<Snapshot>,
+    mode: Mode,
+}
+
+impl Default for ModeCache {
+    fn default() -> Self {
+        ModeCache {
+            snapshot: Weak::new(),
+            mode: Mode::Plain,
+        }
+    }
+}
+
+impl ModeCache {
+    fn current(&mut self, shared: &Shared, name: &str) -> &Mode {
+        let snapshot = shared.snapshot.load();
+        if !std::ptr::eq(self.snapshot.as_ptr(), Arc::as_ptr(&snapshot)) {
+            self.mode = Mode::of(&snapshot, name);
+            self.snapshot = Arc::downgrade(&snapshot);
+        }
+        &self.mode
+    }
+}
+
+/// A connection of an `HTTPS` listener, before its handshake.
+struct TlsConn {
+    tls: Arc<TlsListener>,
+    shared: Arc<Shared>,
+    builders: Arc<Builders>,
+    /// Taken before the handshake, so a drain waits for handshakes in progress.
+    watcher: Watcher,
+    active: Gauge,
+}
+
+impl TlsConn {
+    async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
+        let TlsConn {
+            tls,
+            shared,
+            builders,
+            watcher,
+            active,
+        } = self;
+        let client = conn.client;
+        let limit = tls.handshake_timeout();
+        match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let (_, session) = stream.get_ref();
+                let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+                conn.client_cert = session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| ClientCert::from_der(leaf))
+                    .map(Arc::new);
+                let conn = Arc::new(conn);
+                let service = service_fn(move |req| {
+                    let shared = shared.clone();
+                    let conn = conn.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
+                });
+                let connection = builders
+                    .for_alpn(alpn.as_deref())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(connection).await {
+                    tracing::debug!(error = %e, %client, "connection ended with error");
+                }
+            }
+            // Failed handshakes are routine on a public port (scanners, clients
+            // that do not trust the certificate): debug, not warn.
+            Ok(Err(e)) => {
+                tracing::debug!(listener = %conn.listener, %client, error = %e, "TLS handshake failed")
+            }
+            Err(_) => {
+                tracing::debug!(listener = %conn.listener, %client, timeout = ?limit, "TLS handshake timed out")
+            }
+        }
+        active.dec();
+    }
+}
+
+/// Runs a served connection in its own task; `active` goes down when it ends.
+fn spawn_counted<E: std::fmt::Display>(
+    connection: impl Future<Output = Result<(), E>> + Send + 'static,
+    client: SocketAddr,
+    active: Gauge,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, %client, "connection ended with error");
+        }
+        active.dec();
+    });
+}
+
+/// `301` to the same host and path over HTTPS on `port`.
+fn https_redirect(req: &Request<Incoming>, port: u16) -> Response<Empty<Bytes>> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            let value = req.headers().get(header::HOST)?.to_str().ok()?;
+            let authority: http::uri::Authority = value.parse().ok()?;
+            Some(authority.host().to_owned())
+        });
+    let Some(host) = host else {
+        return status_only(StatusCode::BAD_REQUEST);
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    match http::HeaderValue::try_from(location) {
+        Ok(location) => {
+            let mut resp = status_only(StatusCode::MOVED_PERMANENTLY);
+            resp.headers_mut().insert(header::LOCATION, location);
+            resp
+        }
+        Err(_) => status_only(StatusCode::BAD_REQUEST),
+    }
+}
+
+fn status_only(status: StatusCode) -> Response<Empty<Bytes>> {
+    let mut resp = Response::new(Empty::new());
+    *resp.status_mut() = status;
+    resp
 }

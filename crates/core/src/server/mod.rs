@@ -2,6 +2,7 @@
 //! (routes, services and listeners, without a restart) and the graceful drain.
 
 mod accept;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,8 +99,10 @@ impl Gateway {
             shared: Arc::new(Shared {
                 snapshot: ArcSwap::from_pointee(snapshot),
                 log,
+                tunnels: crate::proxy::Tunnels::new(metrics.upgraded_connections.clone()),
                 metrics,
                 exporter,
+                closing: watch::channel(false).0,
             }),
             listeners: Mutex::new(Vec::new()),
             draining: Mutex::new(Vec::new()),
@@ -222,6 +225,8 @@ impl Gateway {
             }
         })
         .await;
+        // Upgraded connections have no request to finish: close them now.
+        self.shared.closing.send_replace(true);
         // The last requests' lines must reach the log before the process exits.
         let log = self.shared.log.clone();
         let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(2))).await;
