@@ -75,6 +75,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
         if let Some(t) = &s.tls {
             upstream_tls::check(&format!("services[{i}].tls"), t, config, &mut issues);
         }
+        upstream_tls::check_protocol(&format!("services[{i}]"), s, &mut issues);
     }
     policy::check(config, &mut issues);
     error_response::check(&config.error_responses, "errorResponses", &mut issues);

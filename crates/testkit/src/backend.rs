@@ -14,6 +14,11 @@
 //! checks: they are counted by [`Backend::health_checks`], not by
 //! [`Backend::hits`], never consume `fail_first`, and answer 503 while
 //! [`Backend::set_health_failing`] is on (other requests are served as usual).
+//!
+//! [`Backend::start_tls`] serves the same over TLS with a given rustls config (its
+//! ALPN decides h2 or HTTP/1.1); the echo then has a `tls` object with the client's
+//! `sni`, the negotiated `alpn` and whether it presented a `clientCert`. Failed
+//! handshakes are counted by [`Backend::tls_failures`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,6 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 /// Scripted misbehaviour.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +53,7 @@ pub struct Backend {
     pub name: String,
     hits: Arc<AtomicUsize>,
     health: Arc<HealthChecks>,
+    tls_failures: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
 }
 
@@ -70,7 +77,21 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        Self::serve(listener, name, behaviour)
+        Self::serve(listener, name, behaviour, None)
+    }
+
+    /// Serves over TLS with `config` (e.g. `Issued::server_config(&["h2", "http/1.1"])`
+    /// from `certs`, or one that requires client certificates).
+    pub async fn start_tls(name: &str, config: Arc<rustls::ServerConfig>) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        Self::serve(
+            listener,
+            name,
+            Behaviour::default(),
+            Some(TlsAcceptor::from(config)),
+        )
     }
 
     /// Serves on a given address (the demo uses fixed ports when it can).
@@ -79,12 +100,20 @@ impl Backend {
             TcpListener::bind(addr).await?,
             name,
             Behaviour::default(),
+            None,
         ))
     }
 
-    fn serve(listener: TcpListener, name: &str, behaviour: Behaviour) -> Backend {
+    fn serve(
+        listener: TcpListener,
+        name: &str,
+        behaviour: Behaviour,
+        tls: Option<TlsAcceptor>,
+    ) -> Backend {
         let addr = listener.local_addr().expect("bound address");
         let hits = Arc::new(AtomicUsize::new(0));
+        let tls_failures = Arc::new(AtomicUsize::new(0));
+        let failures = tls_failures.clone();
         let health = Arc::new(HealthChecks::default());
         let (stop, mut stopped) = watch::channel(false);
         let state = Arc::new((name.to_owned(), behaviour, hits.clone(), health.clone()));
@@ -95,14 +124,26 @@ impl Backend {
                     _ = stopped.changed() => break,
                 };
                 let state = state.clone();
-                let mut stop_conn = stopped.clone();
+                let stop_conn = stopped.clone();
+                let Some(acceptor) = tls.clone() else {
+                    tokio::spawn(serve_conn(stream, state, peer, None, stop_conn));
+                    continue;
+                };
+                let failures = failures.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| answer(state.clone(), peer, req));
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = stop_conn.changed() => {}
+                    match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            let (_, session) = stream.get_ref();
+                            let facts = serde_json::json!({
+                                "sni": session.server_name(),
+                                "alpn": session.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+                                "clientCert": session.peer_certificates().is_some_and(|c| !c.is_empty()),
+                            });
+                            serve_conn(stream, state, peer, Some(Arc::new(facts)), stop_conn).await;
+                        }
+                        Err(_) => {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                 });
             }
@@ -112,8 +153,15 @@ impl Backend {
             name: name.to_owned(),
             hits,
             health,
+            tls_failures,
             stop,
         }
+    }
+
+    /// TLS handshakes that failed (bad client certificate, unknown CA, …); 0 for
+    /// a plain backend.
+    pub fn tls_failures(&self) -> usize {
+        self.tls_failures.load(Ordering::SeqCst)
     }
 
     /// Requests received so far.
@@ -143,9 +191,30 @@ impl Drop for Backend {
     }
 }
 
+/// Serves HTTP/1.1 or HTTP/2 (detected) on one accepted connection until it ends or
+/// the backend stops.
+async fn serve_conn<IO>(
+    io: IO,
+    state: Arc<State>,
+    peer: SocketAddr,
+    tls: Option<Arc<serde_json::Value>>,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| answer(state.clone(), peer, tls.clone(), req));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = stop.changed() => {}
+    }
+}
+
 async fn answer(
     state: Arc<State>,
     peer: SocketAddr,
+    tls: Option<Arc<serde_json::Value>>,
     req: Request<Incoming>,
 ) -> Result<Response<BoxedBody>, std::io::Error> {
     let (name, behaviour, hits, health) = (&state.0, &state.1, &state.2, &state.3);
@@ -220,16 +289,21 @@ async fn answer(
             )
         })
         .collect();
-    let echo = serde_json::json!({
+    let mut echo = serde_json::json!({
         "backend": name,
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
+        // HTTP/2's `:authority` (HTTP/1.1 has only the Host header).
+        "authority": parts.uri.authority().map(|a| a.as_str()),
         "query": parts.uri.query(),
         "version": format!("{:?}", parts.version),
         "headers": headers,
         "bodyBytes": body_bytes,
         "peer": peer.to_string(),
     });
+    if let Some(tls) = tls {
+        echo["tls"] = (*tls).clone();
+    }
     let mut resp = text(StatusCode::OK, format!("{echo}\n"));
     resp.headers_mut()
         .insert("content-type", "application/json".parse().expect("static"));

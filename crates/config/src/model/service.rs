@@ -44,6 +44,15 @@ pub struct Service {
     /// Speak TLS to the endpoints. Absent: plain TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<super::UpstreamTls>,
+    /// HTTP version spoken to the endpoints: `HTTP1` (default) or `HTTP2` (prior
+    /// knowledge over cleartext, ALPN `h2` over TLS). Independent of what the client
+    /// spoke: the gateway translates.
+    #[serde(default)]
+    pub protocol: super::UpstreamProtocol,
+    /// HTTP/2 connection settings; only allowed when `protocol` is `HTTP2`.
+    /// Absent: the defaults documented on each field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<super::UpstreamHttp2>,
 }
 
 fn yes() -> bool {

@@ -4,6 +4,7 @@
 //! circuit breaking (`breaker`), over the shared endpoint state (`state`).
 
 mod breaker;
+mod connect;
 mod health;
 mod outlier;
 #[cfg(test)]
@@ -13,6 +14,7 @@ mod state;
 pub use breaker::{
     Breaker, ConnectionOverflow, Limit, LimitedConnector, OwnedPermit, Permit, is_overflow,
 };
+pub use connect::{TlsHandshakeError, TlsOrigin, UpstreamClient, is_tls_failure};
 pub use outlier::{Outcome, Outlier};
 pub use state::{EndpointState, ServiceHealth, now_ms};
 
@@ -32,7 +34,6 @@ use meshgate_observe::metrics::{EndpointLabels, KindLabels, LatencyHistogram, Na
 use tokio::task::AbortHandle;
 
 use crate::balance::{Balancer, EndpointLoad, hash_key};
-use crate::body::Body;
 use crate::proxy::Failure;
 use crate::rescue::ProxyError;
 
@@ -69,7 +70,8 @@ pub struct Upstream {
     loads: Vec<Arc<EndpointLoad>>,
     balancer: Balancer,
     hash_on: Option<config::HashOn>,
-    pub client: Client<LimitedConnector, Body>,
+    /// Pooled client: plain or TLS, HTTP/1.1 or HTTP/2 (`connect`).
+    pub client: UpstreamClient,
     pub budget: TpsBudget,
     /// Health of every endpoint (active checks and outlier ejections).
     pub health: Arc<ServiceHealth>,
@@ -153,13 +155,16 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(svc.connect_timeout.get()));
         connector.set_nodelay(true);
+        // TLS services send `https://` URIs (HTTP/2's `:scheme`); TCP is the same.
+        connector.enforce_http(svc.tls.is_none());
         let connector = LimitedConnector::new(connector, connections.clone());
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(svc.pool.idle_timeout.get())
             .pool_max_idle_per_host(svc.pool.max_idle_per_endpoint)
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+            .timer(TokioTimer::new());
+        let client = UpstreamClient::build(svc, connector, &mut builder)?;
         let b = &svc.retry_budget;
         Ok(Upstream {
             name,
@@ -303,18 +308,28 @@ impl Upstream {
     /// The request's hash key for `RingHash`, if the service hashes and the request
     /// carries the attribute.
     pub fn hash_for(&self, headers: &HeaderMap, client_ip: IpAddr) -> Option<u64> {
-        let on = self.hash_on.as_ref()?;
-        if let Some(name) = &on.header {
-            return headers.get(name.as_str()).map(|v| hash_key(v.as_bytes()));
-        }
-        if let Some(name) = &on.cookie {
-            return cookie(headers, name).map(|v| hash_key(v.as_bytes()));
-        }
-        on.client_ip.then(|| match client_ip {
-            IpAddr::V4(ip) => hash_key(&ip.octets()),
-            IpAddr::V6(ip) => hash_key(&ip.octets()),
-        })
+        request_hash(self.hash_on.as_ref()?, headers, client_ip)
     }
+}
+
+/// The hash of the request attribute `on` names (header, cookie or client IP);
+/// `None` when the request does not have it. Shared by ring-hash balancing and
+/// sticky backend choice on routes.
+pub(crate) fn request_hash(
+    on: &config::HashOn,
+    headers: &HeaderMap,
+    client_ip: IpAddr,
+) -> Option<u64> {
+    if let Some(name) = &on.header {
+        return headers.get(name.as_str()).map(|v| hash_key(v.as_bytes()));
+    }
+    if let Some(name) = &on.cookie {
+        return cookie(headers, name).map(|v| hash_key(v.as_bytes()));
+    }
+    on.client_ip.then(|| match client_ip {
+        IpAddr::V4(ip) => hash_key(&ip.octets()),
+        IpAddr::V6(ip) => hash_key(&ip.octets()),
+    })
 }
 
 impl Drop for Upstream {
