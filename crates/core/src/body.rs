@@ -22,6 +22,8 @@ pub enum Body {
     /// A peer's body, streamed, with data bytes added to a shared counter (request
     /// bodies, whose size the access log reports after the response is sent).
     Counted(Incoming, Arc<AtomicU64>),
+    /// A primary response copied for a mirror's response diff as it streams.
+    Tee(Box<crate::proxy::mirror::Tee>),
 }
 
 impl Body {
@@ -60,6 +62,7 @@ impl http_body::Body for Body {
                 count.fetch_add(data_len(&polled), Ordering::Relaxed);
                 polled
             }
+            Body::Tee(tee) => Pin::new(&mut **tee).poll_frame(cx),
         }
     }
 
@@ -68,6 +71,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(bytes) => bytes.is_none(),
             Body::Stream(inner) | Body::Counted(inner, _) => inner.is_end_stream(),
+            Body::Tee(tee) => tee.is_end_stream(),
         }
     }
 
@@ -76,6 +80,7 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(inner) | Body::Counted(inner, _) => inner.size_hint(),
+            Body::Tee(tee) => tee.size_hint(),
         }
     }
 }
