@@ -162,6 +162,7 @@ mod tests {
             route: Some("<orders>"),
             method: "GET",
             path: "/a",
+            grpc: false,
         };
         let json = page(
             "application/problem+json",

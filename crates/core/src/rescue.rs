@@ -117,12 +117,18 @@ pub struct ErrorFacts<'a> {
     pub route: Option<&'a str>,
     pub method: &'a str,
     pub path: &'a str,
+    /// The request is gRPC (`content-type: application/grpc…`): errors are answered
+    /// the gRPC way, never with an HTML or JSON body a gRPC client cannot read.
+    pub grpc: bool,
 }
 
 /// The response for `err`: the first matching custom body from `pages` (route's
 /// first, then global), else the built-in JSON document
 /// `{"error": reason, "message": …, "status": …, "requestId": …}`.
 pub fn rescue(err: ProxyError, facts: &ErrorFacts<'_>, pages: &[&ErrorPages]) -> Response<Body> {
+    if facts.grpc {
+        return grpc_error(err);
+    }
     if let Some(page) = pages.iter().find_map(|p| p.find(err.status())) {
         return page.render(err, facts);
     }
@@ -139,6 +145,50 @@ pub fn rescue(err: ProxyError, facts: &ErrorFacts<'_>, pages: &[&ErrorPages]) ->
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// A gRPC "trailers-only" answer: HTTP 200 with `grpc-status` and `grpc-message`
+/// in the headers and no body, as gRPC clients expect for any failure.
+fn grpc_error(err: ProxyError) -> Response<Body> {
+    let mut resp = Response::new(Body::Empty);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(grpc_code(err)));
+    // grpc-message is percent-encoded; our messages are plain ASCII, spaces allowed.
+    if let Ok(v) = HeaderValue::from_str(&err.to_string()) {
+        headers.insert("grpc-message", v);
+    }
+    resp
+}
+
+/// The gRPC status for a gateway failure (per gRPC's HTTP-to-status mapping, made
+/// more precise where the gateway knows more, e.g. timeouts).
+pub fn grpc_code(err: ProxyError) -> u16 {
+    const INTERNAL: u16 = 13;
+    const UNIMPLEMENTED: u16 = 12;
+    const UNAUTHENTICATED: u16 = 16;
+    const PERMISSION_DENIED: u16 = 7;
+    const RESOURCE_EXHAUSTED: u16 = 8;
+    const UNAVAILABLE: u16 = 14;
+    const DEADLINE_EXCEEDED: u16 = 4;
+    match err {
+        ProxyError::NoRoute => UNIMPLEMENTED,
+        ProxyError::MissingCredentials | ProxyError::InvalidCredentials => UNAUTHENTICATED,
+        ProxyError::IpDenied | ProxyError::Forbidden | ProxyError::CorsDenied => PERMISSION_DENIED,
+        ProxyError::RateLimited
+        | ProxyError::UriTooLong
+        | ProxyError::HeadersTooLarge
+        | ProxyError::BodyTooLarge => RESOURCE_EXHAUSTED,
+        ProxyError::PerTryTimeout | ProxyError::RequestTimeout => DEADLINE_EXCEEDED,
+        ProxyError::BadRequest | ProxyError::ClientBody => INTERNAL,
+        _ => match err.status() {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => UNAVAILABLE,
+            _ => INTERNAL,
+        },
+    }
 }
 
 pub use crate::error_page::ErrorPages;

@@ -2,6 +2,7 @@
 //! `127.0.0.1:0` with scriptable behaviour, and small helpers for tests.
 
 mod backend;
+pub mod certs;
 pub mod jwt;
 pub mod oidc;
 pub mod otlp;

@@ -146,6 +146,10 @@ pub struct Listener {
     /// Where connections go; required when `protocol` is `TCP` or `TLS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4: Option<L4Listener>,
+    /// `HTTP` listeners only: answer every request with `301` to the same host and
+    /// path over HTTPS (e.g. `{port: 8443}`). Absent: requests are routed as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_redirect: Option<HttpsRedirect>,
 }
 
 /// Listener protocols.

@@ -37,6 +37,11 @@ pub struct Route {
     /// `RequestRedirect` or `DirectResponse` filter answers every request.
     #[serde(default)]
     pub backend_refs: Vec<BackendRef>,
+    /// Keep a user on one of the `backendRefs` (canary, blue/green): the service is
+    /// chosen from this request attribute's hash instead of at random, still in
+    /// proportion to the weights. Requests without the attribute are placed at random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_affinity: Option<crate::model::HashOn>,
     /// Request timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,

@@ -107,6 +107,9 @@ fn check_backends(r: &Route, base: &str, known: &Known<'_>, issues: &mut Issues)
             );
         }
     }
+    if let Some(h) = &r.backend_affinity {
+        super::service::check_hash_on(h, &format!("{base}.backendAffinity"), issues);
+    }
 }
 
 fn check_retry(retry: &Retry, base: &str, issues: &mut Issues) {

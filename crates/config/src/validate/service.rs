@@ -224,7 +224,7 @@ fn check_load_balancer(lb: &LoadBalancer, base: &str, issues: &mut Issues) {
     }
 }
 
-fn check_hash_on(h: &HashOn, at: &str, issues: &mut Issues) {
+pub(super) fn check_hash_on(h: &HashOn, at: &str, issues: &mut Issues) {
     let set: Vec<&str> = [
         ("header", h.header.is_some()),
         ("cookie", h.cookie.is_some()),

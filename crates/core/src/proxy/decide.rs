@@ -57,7 +57,10 @@ pub async fn decide<'s>(
     if let Some(answer) = settle(route.filters.on_request(parts, cx).await)? {
         return Ok(Decision::Respond(answer));
     }
-    let upstream = route.backends.pick().ok_or(ProxyError::NoBackend)?;
+    let upstream = route
+        .backends
+        .pick(&parts.headers, cx.client)
+        .ok_or(ProxyError::NoBackend)?;
     Ok(Decision::Forward(upstream))
 }
 

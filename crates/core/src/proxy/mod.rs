@@ -6,15 +6,18 @@ mod decide;
 mod explain;
 pub mod forward;
 mod logged_body;
+pub(crate) mod mirror;
 mod retry;
 mod send;
 mod spans;
+mod upgrade;
 
 pub use decide::{Decision, decide};
 pub use explain::explain_request;
 pub use logged_body::LoggedBody;
 pub use retry::{Failure, RetryPolicy};
 pub use send::Held;
+pub use upgrade::Tunnels;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -45,6 +48,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Present when spans are exported (`tracing.otlp`).
     pub exporter: Option<Exporter>,
+    /// Upgraded (WebSocket) connections being relayed.
+    pub tunnels: upgrade::Tunnels,
+    /// Turns true when the gateway shuts down: upgraded connections then close.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Facts about the downstream connection a request came on.
@@ -56,6 +63,8 @@ pub struct ConnInfo {
     /// The listener's own address (the local end of the connection).
     pub local: SocketAddr,
     pub scheme: &'static str,
+    /// The verified client certificate (mTLS on an `HTTPS` listener), if any.
+    pub client_cert: Option<Arc<crate::server::tls::ClientCert>>,
 }
 
 /// Serves one request. Never fails: every error becomes a response (see `rescue`).
@@ -94,7 +103,9 @@ pub async fn handle(
         upstream_started: None,
         upstream_elapsed: None,
         consumer: None,
+        client_cert: conn.client_cert.as_ref().map(|c| c.subject.clone()),
     };
+    let grpc = is_grpc(&parts.headers);
     let authority_text = authority.as_ref().map(|a| a.to_str().map_err(drop));
     let mut cx = RequestCx::new(
         request_id.to_str().unwrap_or_default(),
@@ -107,6 +118,7 @@ pub async fn handle(
         cx.explain = Some(Box::default());
     }
     let meta = RequestMeta {
+        shared,
         conn,
         authority: authority.as_ref(),
         bad_authority: authority_text.is_some_and(|r| r.is_err()),
@@ -148,6 +160,7 @@ pub async fn handle(
                 route: record.route.as_deref(),
                 method: record.method.as_str(),
                 path: record.path.as_ref().map_or("", |p| p.path()),
+                grpc,
             };
             let pages: &[&ErrorPages] = match matched {
                 Some(route) => &[&route.error_pages, &snapshot.error_pages],
@@ -175,6 +188,7 @@ pub async fn handle(
 
 /// What the request path knows about a request besides its head and body.
 struct RequestMeta<'a> {
+    shared: &'a Shared,
     conn: &'a ConnInfo,
     authority: Option<&'a HeaderValue>,
     /// The authority is not visible ASCII: refused with 400 before anything runs.
@@ -193,6 +207,7 @@ async fn route_and_forward<'s>(
     record: &mut AccessRecord,
 ) -> Result<(Response<Body>, Option<Held>), ProxyError> {
     let RequestMeta {
+        shared: _,
         conn,
         authority,
         bad_authority,
@@ -220,8 +235,17 @@ async fn route_and_forward<'s>(
     let route = matched.ok_or(ProxyError::NoRoute)?;
     record.service = Some(upstream.name.clone());
 
+    let upgrade = upgrade::requested(parts);
     let mut headers = std::mem::take(&mut parts.headers);
+    let trailers_ok = forward::accepts_trailers(&headers);
     forward::strip_hop_by_hop(&mut headers);
+    if let Some(u) = &upgrade {
+        u.restore(&mut headers);
+    }
+    if trailers_ok {
+        // `te: trailers` is the one TE value HTTP/2 allows, and gRPC needs it.
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
     // hyper already answered `100-continue` to the client when the body was polled;
     // the upstream must not wait for a second one.
     headers.remove(http::header::EXPECT);
@@ -242,6 +266,8 @@ async fn route_and_forward<'s>(
     });
     let hash = upstream.hash_for(&parts.headers, conn.client.ip());
     let body = RequestBody::prepare(body, parts, route, cx.unsized_body_limit, record).await?;
+    let compare = (route.mirror.as_ref())
+        .and_then(|m| m.start(parts, &body, cx.host_override.as_ref(), authority));
     let outgoing = Outgoing {
         parts: take_parts(parts),
         body,
@@ -255,9 +281,19 @@ async fn route_and_forward<'s>(
             .map_err(|_| ProxyError::RequestTimeout)??,
         None => sending.await?,
     };
-    let mut response = sent.response;
+    let mut response = match compare {
+        Some(compare) => compare.tee(sent.response),
+        None => sent.response,
+    };
     forward::strip_hop_by_hop(response.headers_mut());
     forward::append_via(response.headers_mut(), http::Version::HTTP_11);
+    if let Some(u) = upgrade {
+        u.finish(
+            &mut response,
+            &meta.shared.tunnels,
+            meta.shared.closing.subscribe(),
+        );
+    }
     Ok((with_response_filters(response, route, cx), Some(sent.held)))
 }
 
@@ -272,6 +308,13 @@ fn with_response_filters(
     let (mut head, body) = resp.into_parts();
     route.filters.on_response(&mut head, cx);
     Response::from_parts(head, body)
+}
+
+/// A gRPC request: `content-type: application/grpc` or `application/grpc+proto`…
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Moves the request head out, leaving an empty one (the original is no longer used).

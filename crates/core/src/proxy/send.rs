@@ -61,8 +61,11 @@ impl RequestBody {
             record.bytes_in = bytes.len() as u64;
             return Ok(RequestBody::Held(Some(bytes)));
         }
-        if let (Some(policy), Some(n)) = (&route.retry, length)
-            && n <= policy.body_buffer_bytes
+        // Held for retries, and for a mirror (which never buffers a stream).
+        let hold = (route.retry.as_ref().map(|p| p.body_buffer_bytes))
+            .max(route.mirror.as_ref().map(|m| m.max_body_bytes));
+        if let (Some(cap), Some(n)) = (hold, length)
+            && n <= cap
         {
             let collected = Limited::new(body, n as usize)
                 .collect()
@@ -230,7 +233,7 @@ fn may_send_again<'a>(upstream: &'a Upstream, slot: &mut Option<Permit<'a>>) -> 
     upstream.budget.withdraw()
 }
 
-fn upstream_request(
+pub(super) fn upstream_request(
     method: &http::Method,
     pq: &PathAndQuery,
     endpoint: &Endpoint,

@@ -33,6 +33,8 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// The route's own `errorResponses` (the snapshot's global ones apply after).
     pub error_pages: crate::rescue::ErrorPages,
+    /// Request mirroring to a shadow service (`mirror`).
+    pub mirror: Option<Arc<crate::proxy::mirror::Mirror>>,
 }
 
 /// Weighted backend services of a route.
@@ -40,11 +42,20 @@ pub struct Route {
 pub struct Backends {
     services: Vec<(Arc<Upstream>, u32)>,
     total: u32,
+    /// `backendAffinity`: requests with the same attribute go to the same service.
+    affinity: Option<config::HashOn>,
 }
 
 impl Backends {
-    /// Picks a service by weight; `None` when every weight is 0.
-    pub fn pick(&self) -> Option<&Arc<Upstream>> {
+    /// Picks a service by weight; `None` when every weight is 0. With affinity, the
+    /// request's attribute chooses the point on the weight line, so the same user
+    /// keeps the same service (and keeps it when weights shift, unless their point
+    /// moves to another service's share); requests without it are placed at random.
+    pub fn pick(
+        &self,
+        headers: &http::HeaderMap,
+        client: std::net::IpAddr,
+    ) -> Option<&Arc<Upstream>> {
         match self.services.as_slice() {
             [] => None,
             [(only, w)] => (*w > 0).then_some(only),
@@ -52,7 +63,15 @@ impl Backends {
                 if self.total == 0 {
                     return None;
                 }
-                let mut point = fastrand::u32(0..self.total);
+                let sticky = self
+                    .affinity
+                    .as_ref()
+                    .and_then(|on| crate::upstream::request_hash(on, headers, client));
+                let mut point = match sticky {
+                    // Spread the 64-bit hash over 0..total without modulo bias.
+                    Some(h) => ((u128::from(h) * u128::from(self.total)) >> 64) as u32,
+                    None => fastrand::u32(0..self.total),
+                };
                 many.iter()
                     .find(|(_, w)| {
                         if point < *w {
@@ -130,6 +149,12 @@ fn compile_route(
     let service_names: Vec<Arc<str>> = services.iter().map(|(u, _)| u.name.clone()).collect();
     Ok(Route {
         metrics: Arc::new(metrics.route(&name, &service_names)),
+        mirror: match &r.mirror {
+            Some(m) => Some(Arc::new(crate::proxy::mirror::Mirror::compile(
+                m, &name, upstreams, metrics,
+            )?)),
+            None => None,
+        },
         name,
         hostnames: r.hostnames.clone(),
         filters: {
@@ -142,7 +167,11 @@ fn compile_route(
             chain.response = own.response;
             chain
         },
-        backends: Backends { services, total },
+        backends: Backends {
+            services,
+            total,
+            affinity: r.backend_affinity.clone(),
+        },
         request_timeout: r.timeouts.request.map(|d| d.get()),
         per_try_timeout: r.timeouts.backend_request.map(|d| d.get()),
         retry: r.retry.as_ref().map(RetryPolicy::from_config),

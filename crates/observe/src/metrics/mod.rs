@@ -93,6 +93,34 @@ pub struct RateLimitStoreLabels {
     pub mode: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorResultLabels {
+    pub route: Name,
+    /// `sent`, `skipped` (body not held), `failed` or `timeout`.
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorDiffLabels {
+    pub route: Name,
+    /// `status`, `header` or `body`.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct L4Labels {
+    pub listener: Name,
+    /// The service the connection was routed to; `none` when it was refused first.
+    pub service: Name,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct L4BytesLabels {
+    pub listener: Name,
+    /// `in` (from clients) or `out` (to clients).
+    pub direction: &'static str,
+}
+
 type Histograms<L> = Family<L, LatencyHistogram>;
 
 /// Every metric the gateway exports. One per process; survives config reloads.
@@ -104,6 +132,8 @@ pub struct Metrics {
     pub request_bytes: Family<RouteLabel, Counter>,
     pub response_bytes: Family<RouteLabel, Counter>,
     pub active_connections: Family<ListenerLabel, Gauge>,
+    /// Connections switched to another protocol (WebSocket) and being relayed.
+    pub upgraded_connections: Gauge,
     pub connections: Family<ListenerLabel, Counter>,
     pub retries: Family<ServiceLabel, Counter>,
     pub timeouts: Family<KindLabels, Counter>,
@@ -117,6 +147,11 @@ pub struct Metrics {
     pub config_version: Gauge,
     pub access_log_dropped: Counter,
     pub spans_dropped: Counter,
+    pub mirror_requests: Family<MirrorResultLabels, Counter>,
+    pub mirror_diffs: Family<MirrorDiffLabels, Counter>,
+    pub mirror_compared: Family<RouteLabel, Counter>,
+    pub l4_connections: Family<L4Labels, Counter>,
+    pub l4_bytes: Family<L4BytesLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -173,6 +208,12 @@ impl Metrics {
             "active_connections",
             "Open downstream connections",
             active_connections.clone(),
+        );
+        let upgraded_connections = Gauge::default();
+        r.register(
+            "upgraded_connections",
+            "Upgraded (WebSocket) connections being relayed",
+            upgraded_connections.clone(),
         );
         let connections = Family::default();
         r.register(
@@ -249,7 +290,43 @@ impl Metrics {
             "Trace spans dropped: exporter queue full or export failed",
             spans_dropped.clone(),
         );
+        let mirror_requests = Family::default();
+        r.register(
+            "mirror_requests",
+            "Mirrored (shadow) requests, by route and result (sent, skipped, failed, timeout)",
+            mirror_requests.clone(),
+        );
+        let mirror_diffs = Family::default();
+        r.register(
+            "mirror_diffs",
+            "Shadow responses that differ from the primary's, by route and kind (status, header, body)",
+            mirror_diffs.clone(),
+        );
+        let mirror_compared = Family::default();
+        r.register(
+            "mirror_compared",
+            "Primary and shadow response pairs compared (diff mode), by route",
+            mirror_compared.clone(),
+        );
+        let l4_connections = Family::default();
+        r.register(
+            "l4_connections",
+            "Connections accepted by TCP and TLS passthrough listeners, by listener and service",
+            l4_connections.clone(),
+        );
+        let l4_bytes = Family::default();
+        r.register_with_unit(
+            "l4",
+            "Bytes proxied by TCP and TLS passthrough listeners, by listener and direction (in, out)",
+            Unit::Bytes,
+            l4_bytes.clone(),
+        );
         Metrics {
+            l4_connections,
+            l4_bytes,
+            mirror_requests,
+            mirror_diffs,
+            mirror_compared,
             registry: r,
             requests,
             request_duration,
@@ -257,6 +334,7 @@ impl Metrics {
             request_bytes,
             response_bytes,
             active_connections,
+            upgraded_connections,
             connections,
             retries,
             timeouts,
