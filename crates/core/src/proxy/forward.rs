@@ -15,6 +15,27 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Removes hop-by-hop headers, including any the `connection` header names.
+/// The deadline a gRPC client sent (`grpc-timeout`: up to 8 digits and a unit,
+/// `H` `M` `S` `m` `u` `n`); `None` when absent or malformed.
+pub fn grpc_timeout(headers: &HeaderMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Whether the request's `te` lists `trailers` (kept when forwarding; every other
 /// TE value is hop-by-hop).
 pub fn accepts_trailers(headers: &HeaderMap) -> bool {
@@ -107,6 +128,25 @@ pub fn add_forwarding(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn grpc_timeouts_parse_per_the_spec() {
+        use std::time::Duration;
+        let t = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&h)
+        };
+        assert_eq!(t("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(t("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(t("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(t("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(t("123456789m"), None, "at most 8 digits");
+        assert_eq!(t("m"), None);
+        assert_eq!(t("10x"), None);
+        assert_eq!(t("-1S"), None);
+        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
+    }
+
     use super::*;
 
     #[test]

@@ -235,6 +235,7 @@ async fn route_and_forward<'s>(
     let route = matched.ok_or(ProxyError::NoRoute)?;
     record.service = Some(upstream.name.clone());
 
+    let grpc_deadline = forward::grpc_timeout(&parts.headers);
     let upgrade = upgrade::requested(parts);
     let mut headers = std::mem::take(&mut parts.headers);
     let trailers_ok = forward::accepts_trailers(&headers);
@@ -275,7 +276,13 @@ async fn route_and_forward<'s>(
         hash,
     };
     let sending = send::send(upstream, route, outgoing, record);
-    let sent = match route.request_timeout {
+    // A gRPC client's deadline (`grpc-timeout`) bounds the request like the route's
+    // own timeout; the shorter wins.
+    let limit = match (route.request_timeout, grpc_deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let sent = match limit {
         Some(limit) => tokio::time::timeout(limit, sending)
             .await
             .map_err(|_| ProxyError::RequestTimeout)??,
