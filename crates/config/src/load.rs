@@ -116,7 +116,7 @@ mod tests {
             ),
             (
                 "routes:\n  - name: r\n    bogus: 1\n",
-                "t.yaml:3:5: routes[0].bogus: unknown field `bogus`, expected one of name, hostnames, listeners, matches, policies, filters, backendRefs, backendAffinity, timeouts, retry, errorResponses, mirror",
+                "t.yaml:3:5: routes[0].bogus: unknown field `bogus`, expected one of name, hostnames, listeners, matches, policies, filters, backendRefs, backendAffinity, timeouts, retry, errorResponses, mirror, compression",
             ),
             (
                 "routes:\n  - name: r\n    timeouts:\n      request: 5\n",

@@ -8,6 +8,7 @@
 //! an entry, its fields in declaration order), so issues come out in the order they
 //! appear in a document written in that order; no sorting is needed.
 
+mod compression;
 mod error_response;
 mod l4;
 mod listener_tls;
@@ -67,6 +68,9 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
         );
         if let Some(m) = &r.mirror {
             mirror::check(&format!("routes[{i}].mirror"), m, config, &mut issues);
+        }
+        if let Some(c) = &r.compression {
+            compression::check(&format!("routes[{i}].compression"), c, &mut issues);
         }
     }
     for (i, s) in config.services.iter().enumerate() {

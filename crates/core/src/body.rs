@@ -24,6 +24,8 @@ pub enum Body {
     Counted(Incoming, Arc<AtomicU64>),
     /// A primary response copied for a mirror's response diff as it streams.
     Tee(Box<crate::proxy::mirror::Tee>),
+    /// A response compressed as it streams (`routes[].compression`).
+    Compressed(Box<crate::compress::Encoded>),
 }
 
 impl Body {
@@ -63,6 +65,7 @@ impl http_body::Body for Body {
                 polled
             }
             Body::Tee(tee) => Pin::new(&mut **tee).poll_frame(cx),
+            Body::Compressed(c) => c.poll_frame(cx),
         }
     }
 
@@ -72,6 +75,7 @@ impl http_body::Body for Body {
             Body::Full(bytes) => bytes.is_none(),
             Body::Stream(inner) | Body::Counted(inner, _) => inner.is_end_stream(),
             Body::Tee(tee) => tee.is_end_stream(),
+            Body::Compressed(c) => c.is_end_stream(),
         }
     }
 
@@ -81,6 +85,7 @@ impl http_body::Body for Body {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(inner) | Body::Counted(inner, _) => inner.size_hint(),
             Body::Tee(tee) => tee.size_hint(),
+            Body::Compressed(c) => c.size_hint(),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub use meshgate_observe::access_log;
 pub mod balance;
 pub mod body;
+pub mod compress;
 mod error_page;
 pub mod filter;
 pub mod l4;

@@ -1,6 +1,7 @@
 //! gRPC through the gateway with a real tonic client and server (the standard
 //! `grpc.health.v1` service): unary and server-streaming calls over h2c to an
-//! `HTTP2` service, trailers passed through, and the gateway's own failures
+//! `HTTP2` service, a bidirectional stream (tonic-reflection's
+//! `ServerReflectionInfo`), trailers passed through, and the gateway's own failures
 //! answered as gRPC statuses (UNAVAILABLE, UNIMPLEMENTED, DEADLINE_EXCEEDED).
 
 mod common;
@@ -183,4 +184,106 @@ async fn grpc_timeout_bounds_the_call() {
     assert_eq!(resp.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
     let log = h.log_lines(1).await;
     assert_eq!(log[0]["reason"], "request_timeout");
+}
+
+/// Bidirectional streaming (tonic-reflection's `ServerReflectionInfo`): each
+/// request is answered before the next is sent, so the two directions interleave
+/// on one stream through the gateway; closing the request side ends the call.
+#[tokio::test]
+async fn bidi_streaming_interleaves_both_ways() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .build_v1()
+        .expect("reflection service");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(reflection)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let yaml = config(upstream).replace(
+        "/grpc.health.v1.Health",
+        "/grpc.reflection.v1.ServerReflection",
+    );
+    let h = common::start(&yaml).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = ServerReflectionClient::new(channel);
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<ServerReflectionRequest>(1);
+    let requests =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let ask = |host: &str, request: MessageRequest| ServerReflectionRequest {
+        host: host.into(),
+        message_request: Some(request),
+    };
+    // The first message goes out before the call's response headers can arrive.
+    let first = ask("one", MessageRequest::ListServices(String::new()));
+    tx.send(first.clone()).await.unwrap();
+    let mut responses = c
+        .server_reflection_info(requests)
+        .await
+        .expect("bidi call")
+        .into_inner();
+    let r = next(&mut responses).await;
+    assert_eq!(r.original_request.as_ref(), Some(&first));
+    let Some(MessageResponse::ListServicesResponse(list)) = r.message_response else {
+        panic!("{r:?}");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "grpc.reflection.v1.ServerReflection"),
+        "{list:?}"
+    );
+
+    // Three more round trips on the same stream, each answer awaited before the
+    // next request is sent.
+    for (i, symbol) in [
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1.ServerReflectionRequest",
+        "grpc.reflection.v1.ServerReflectionResponse",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let req = ask(
+            &format!("round-{i}"),
+            MessageRequest::FileContainingSymbol(symbol.into()),
+        );
+        tx.send(req.clone()).await.unwrap();
+        let r = next(&mut responses).await;
+        assert_eq!(r.original_request.as_ref(), Some(&req), "answers in order");
+        let Some(MessageResponse::FileDescriptorResponse(f)) = r.message_response else {
+            panic!("{symbol}: {r:?}");
+        };
+        assert!(!f.file_descriptor_proto.is_empty());
+    }
+
+    // Closing the request side ends the call cleanly (grpc-status 0 in trailers).
+    drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .expect("the call ends");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    let log = h.log_lines(1).await;
+    assert_eq!(log[0]["route"], "health");
+    assert_eq!(log[0]["status"], 200);
+}
+
+/// The next message of a stream that must still be open, within 5 s.
+async fn next<T>(responses: &mut tonic::codec::Streaming<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .expect("an answer in time")
+        .expect("no error")
+        .expect("the stream is still open")
 }

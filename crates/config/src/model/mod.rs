@@ -2,6 +2,7 @@
 //! Kubernetes Gateway API where it has a name for the thing. Every struct rejects
 //! unknown fields; every default is explicit here and in docs/configuration.md.
 
+mod compression;
 mod error_response;
 mod filter;
 mod l4;
@@ -15,6 +16,7 @@ mod route;
 mod service;
 mod upstream_tls;
 
+pub use compression::*;
 pub use error_response::*;
 pub use filter::*;
 pub use l4::*;

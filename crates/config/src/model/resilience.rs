@@ -22,12 +22,16 @@ pub struct HealthCheck {
     /// Consecutive failures that take an endpoint out. Default 3.
     #[serde(default = "HealthCheck::default_unhealthy")]
     pub unhealthy_threshold: u32,
-    /// HTTP check; exactly one of `http` and `tcp`.
+    /// HTTP check; exactly one of `http`, `tcp` and `grpc`.
     #[serde(default)]
     pub http: Option<HttpCheck>,
-    /// TCP connect check; exactly one of `http` and `tcp`.
+    /// TCP connect check; exactly one of `http`, `tcp` and `grpc`.
     #[serde(default)]
     pub tcp: Option<TcpCheck>,
+    /// gRPC health-checking protocol (`grpc.health.v1.Health/Check` over h2c);
+    /// exactly one of `http`, `tcp` and `grpc`.
+    #[serde(default)]
+    pub grpc: Option<GrpcCheck>,
     /// When every endpoint is unhealthy: `true` sends to all of them anyway (panic
     /// mode, as Envoy does), `false` (default) answers 503 `no_healthy_upstream`.
     #[serde(default)]
@@ -68,6 +72,19 @@ impl HttpCheck {
     fn default_path() -> String {
         "/healthz".into()
     }
+}
+
+/// A gRPC health check: a unary `grpc.health.v1.Health/Check` over HTTP/2
+/// cleartext (h2c) that passes only when the answer is `SERVING`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcCheck {
+    /// The `service` field of the request. Default `""`: the server as a whole.
+    #[serde(default)]
+    pub service: String,
+    /// `:authority` sent. Default: the endpoint's `host:port`.
+    #[serde(default)]
+    pub authority: Option<String>,
 }
 
 /// A TCP connect health check (passes when the connection is accepted).

@@ -1,4 +1,4 @@
-//! `RetryOn`: the failure kinds a retry policy may name.
+//! `RetryOn`: the failure kinds a retry policy may name, HTTP and gRPC.
 
 use std::fmt;
 
@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// A retryable condition: `connect-failure`, `reset`, `timeout`, `5xx`,
-/// `gateway-error` (502, 503, 504) or a status code such as `503`.
+/// `gateway-error` (502, 503, 504), a status code such as `503`, or a gRPC status
+/// of a trailers-only answer (`grpc-unavailable`, … see [`GRPC_CODES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RetryOn {
     ConnectFailure,
@@ -15,7 +16,18 @@ pub enum RetryOn {
     FiveXx,
     GatewayError,
     Status(u16),
+    /// A `grpc-status` code (1-16) in the response headers.
+    Grpc(u8),
 }
+
+/// The gRPC statuses `retryOn` may name, with their codes.
+pub const GRPC_CODES: [(&str, u8); 5] = [
+    ("grpc-cancelled", 1),
+    ("grpc-deadline-exceeded", 4),
+    ("grpc-resource-exhausted", 8),
+    ("grpc-internal", 13),
+    ("grpc-unavailable", 14),
+];
 
 impl RetryOn {
     /// Does this condition cover a response with `status`?
@@ -27,9 +39,15 @@ impl RetryOn {
             _ => false,
         }
     }
+
+    /// Does this condition cover a trailers-only answer with `grpc-status: code`?
+    pub fn covers_grpc(self, code: u8) -> bool {
+        self == RetryOn::Grpc(code)
+    }
 }
 
-const NAMES: &str = "connect-failure, reset, timeout, 5xx, gateway-error or a status code 100-599";
+const NAMES: &str = "connect-failure, reset, timeout, 5xx, gateway-error, a status code 100-599, \
+     grpc-cancelled, grpc-deadline-exceeded, grpc-resource-exhausted, grpc-internal or grpc-unavailable";
 
 impl std::str::FromStr for RetryOn {
     type Err = String;
@@ -40,6 +58,12 @@ impl std::str::FromStr for RetryOn {
             "timeout" => RetryOn::Timeout,
             "5xx" => RetryOn::FiveXx,
             "gateway-error" => RetryOn::GatewayError,
+            other if other.starts_with("grpc-") => {
+                match GRPC_CODES.iter().find(|(n, _)| *n == other) {
+                    Some(&(_, code)) => RetryOn::Grpc(code),
+                    None => return Err(format!("unknown retryOn {other:?}: expected {NAMES}")),
+                }
+            }
             other => match other.parse::<u16>() {
                 Ok(code) if (100..600).contains(&code) => RetryOn::Status(code),
                 _ => return Err(format!("unknown retryOn {other:?}: expected {NAMES}")),
@@ -57,6 +81,10 @@ impl fmt::Display for RetryOn {
             RetryOn::FiveXx => f.write_str("5xx"),
             RetryOn::GatewayError => f.write_str("gateway-error"),
             RetryOn::Status(s) => write!(f, "{s}"),
+            RetryOn::Grpc(code) => match GRPC_CODES.iter().find(|(_, c)| c == code) {
+                Some((name, _)) => f.write_str(name),
+                None => write!(f, "grpc-{code}"),
+            },
         }
     }
 }
@@ -98,9 +126,13 @@ impl JsonSchema for RetryOn {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "connect-failure, reset, timeout, 5xx, gateway-error, or a status code",
+            "description": "connect-failure, reset, timeout, 5xx, gateway-error, a status code, or a gRPC status (grpc-unavailable, …)",
             "anyOf": [
-                {"type": "string", "enum": ["connect-failure", "reset", "timeout", "5xx", "gateway-error"]},
+                {"type": "string", "enum": [
+                    "connect-failure", "reset", "timeout", "5xx", "gateway-error",
+                    "grpc-cancelled", "grpc-deadline-exceeded", "grpc-resource-exhausted",
+                    "grpc-internal", "grpc-unavailable"
+                ]},
                 {"type": "integer", "minimum": 100, "maximum": 599}
             ]
         })

@@ -55,6 +55,10 @@ pub struct Route {
     /// Copy a share of this route's requests to a shadow service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<crate::model::Mirror>,
+    /// Compress responses (gzip, brotli, zstd) for clients that accept it.
+    /// Absent: responses pass through as the upstream sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::model::Compression>,
 }
 
 /// One set of conditions; all given conditions must hold.

@@ -5,7 +5,8 @@
 use super::Issues;
 use super::syntax;
 use crate::{
-    CircuitBreaker, HashOn, HealthCheck, LbPolicy, LoadBalancer, OutlierDetection, Service,
+    CircuitBreaker, GrpcCheck, HashOn, HealthCheck, LbPolicy, LoadBalancer, OutlierDetection,
+    Service,
 };
 
 /// Largest endpoint weight.
@@ -69,6 +70,9 @@ pub(super) fn check(s: &Service, base: &str, issues: &mut Issues) {
     }
     if let Some(h) = &s.health_check {
         check_health(h, &format!("{base}.healthCheck"), issues);
+        if let Some(g) = &h.grpc {
+            check_grpc_health(g, s, &format!("{base}.healthCheck.grpc"), issues);
+        }
     }
     if let Some(o) = &s.outlier_detection {
         check_outlier(o, &format!("{base}.outlierDetection"), issues);
@@ -80,10 +84,48 @@ pub(super) fn check(s: &Service, base: &str, issues: &mut Issues) {
     );
 }
 
+/// The gRPC health check: h2c only (the checker does not build TLS), and an
+/// `authority` that can be sent.
+fn check_grpc_health(g: &GrpcCheck, s: &Service, base: &str, issues: &mut Issues) {
+    if s.tls.is_some() {
+        issues.add(
+            base,
+            "gRPC health checks use cleartext HTTP/2 (h2c) and cannot check a service with tls; use tcp: {}",
+        );
+    }
+    if let Some(a) = &g.authority
+        && (a.is_empty()
+            || !a
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(c)))
+    {
+        issues.add(
+            format!("{base}.authority"),
+            format!("invalid authority {a:?}: expected host or host:port"),
+        );
+    }
+}
+
 fn check_health(h: &HealthCheck, base: &str, issues: &mut Issues) {
-    match (&h.http, &h.tcp) {
-        (Some(_), None) | (None, Some(_)) => {}
-        (http, _) => {
+    match (&h.http, &h.tcp, &h.grpc) {
+        (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => {}
+        (http, tcp, Some(_)) => {
+            let mut got = vec!["grpc"];
+            if tcp.is_some() {
+                got.insert(0, "tcp");
+            }
+            if http.is_some() {
+                got.insert(0, "http");
+            }
+            issues.add(
+                base,
+                format!(
+                    "set exactly one of http, tcp or grpc (got {})",
+                    got.join(" and ")
+                ),
+            );
+        }
+        (http, _, None) => {
             let got = if http.is_some() {
                 "http and tcp"
             } else {

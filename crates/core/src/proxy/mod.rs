@@ -236,6 +236,7 @@ async fn route_and_forward<'s>(
     record.service = Some(upstream.name.clone());
 
     let grpc_deadline = forward::grpc_timeout(&parts.headers);
+    let encoding = (route.compression.as_ref()).map(|c| c.negotiate(parts));
     let upgrade = upgrade::requested(parts);
     let mut headers = std::mem::take(&mut parts.headers);
     let trailers_ok = forward::accepts_trailers(&headers);
@@ -301,7 +302,12 @@ async fn route_and_forward<'s>(
             meta.shared.closing.subscribe(),
         );
     }
-    Ok((with_response_filters(response, route, cx), Some(sent.held)))
+    let response = with_response_filters(response, route, cx);
+    let response = match (&route.compression, encoding) {
+        (Some(c), Some(e)) => c.apply(e, response),
+        _ => response,
+    };
+    Ok((response, Some(sent.held)))
 }
 
 fn with_response_filters(

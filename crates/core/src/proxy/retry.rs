@@ -1,5 +1,11 @@
 //! Retry policy: which failures are retried, how long to wait between tries
 //! (exponential backoff, full jitter), and whether a request may be retried at all.
+//!
+//! gRPC conditions (`grpc-unavailable`, …) are judged on trailers-only answers
+//! (`grpc-status` in the response headers); a status in real trailers comes after
+//! the response has started streaming to the client and cannot be retried. Every
+//! gRPC call is a POST, so naming a gRPC condition is itself the opt-in: it is not
+//! gated on the method's idempotency (as in gRPC's own retry policy, gRFC A6).
 
 use std::time::Duration;
 
@@ -13,6 +19,8 @@ pub enum Failure {
     Reset,
     Timeout,
     Status(StatusCode),
+    /// A trailers-only gRPC answer with this non-zero `grpc-status`.
+    Grpc(u8),
 }
 
 /// A route's retry policy, compiled.
@@ -20,6 +28,8 @@ pub enum Failure {
 pub struct RetryPolicy {
     pub attempts: u32,
     retry_on: Vec<RetryOn>,
+    /// Does `retry_on` name a gRPC status? (Only then are response headers read.)
+    pub grpc: bool,
     base: Duration,
     max: Duration,
     retry_non_idempotent: bool,
@@ -31,6 +41,7 @@ impl RetryPolicy {
         RetryPolicy {
             attempts: r.attempts,
             retry_on: r.retry_on.clone(),
+            grpc: r.retry_on.iter().any(|on| matches!(on, RetryOn::Grpc(_))),
             base: r.backoff.base.get(),
             max: r.backoff.max.get(),
             retry_non_idempotent: r.retry_non_idempotent,
@@ -45,10 +56,11 @@ impl RetryPolicy {
             Failure::Reset => *on == RetryOn::Reset,
             Failure::Timeout => *on == RetryOn::Timeout,
             Failure::Status(s) => on.covers_status(s.as_u16()),
+            Failure::Grpc(code) => on.covers_grpc(code),
         });
         // A connect failure means nothing reached the upstream: safe for any method.
         named
-            && (failure == Failure::ConnectFailure
+            && (matches!(failure, Failure::ConnectFailure | Failure::Grpc(_))
                 || self.retry_non_idempotent
                 || is_idempotent(method))
     }
@@ -83,6 +95,7 @@ mod tests {
         RetryPolicy {
             attempts: 2,
             retry_on: config::Retry::default_retry_on(),
+            grpc: false,
             base: Duration::from_millis(10),
             max: Duration::from_millis(100),
             retry_non_idempotent: non_idempotent,
@@ -106,6 +119,16 @@ mod tests {
             !p.wants(Failure::Timeout, &Method::GET),
             "timeout is not in the default list"
         );
+    }
+
+    #[test]
+    fn grpc_conditions_are_named_ones_for_any_method() {
+        let mut p = policy(false);
+        p.retry_on = vec!["grpc-unavailable".parse().unwrap()];
+        assert!(p.wants(Failure::Grpc(14), &Method::POST));
+        assert!(!p.wants(Failure::Grpc(13), &Method::POST));
+        assert!(!p.wants(Failure::Grpc(5), &Method::POST), "NOT_FOUND");
+        assert!(!policy(false).wants(Failure::Grpc(14), &Method::POST));
     }
 
     #[test]

@@ -187,15 +187,25 @@ pub async fn send(
             Ok(resp) => {
                 endpoint.load.observe_latency(started.elapsed());
                 let status = resp.status();
-                let wanted = status.is_server_error()
-                    && policy.is_some_and(|p| p.wants(Failure::Status(status), &out.parts.method));
-                if !(wanted && may_retry && may_send_again(upstream, &mut retry_slot)) {
+                let failure = if status.is_server_error() {
+                    Some(Failure::Status(status))
+                } else if policy.is_some_and(|p| p.grpc) {
+                    grpc_failure(&resp)
+                } else {
+                    None
+                };
+                let wanted = failure.filter(|&f| {
+                    policy.is_some_and(|p| p.wants(f, &out.parts.method))
+                        && may_retry
+                        && may_send_again(upstream, &mut retry_slot)
+                });
+                let Some(failure) = wanted else {
                     return Ok(Sent {
                         response: resp.map(Body::Stream),
                         held: Held { in_flight, permit },
                     });
-                }
-                Failure::Status(status)
+                };
+                failure
             }
             Err(failure) => {
                 let wanted = policy.is_some_and(|p| p.wants(failure, &out.parts.method));
@@ -218,6 +228,19 @@ pub async fn send(
         record.retries = retries;
         tokio::time::sleep(wait).await;
     }
+}
+
+/// A trailers-only gRPC answer's non-zero `grpc-status` (in the headers; a status
+/// in real trailers arrives after the response has started and is not seen here).
+fn grpc_failure(resp: &Response<Incoming>) -> Option<Failure> {
+    let code: u8 = resp
+        .headers()
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    (code != 0).then_some(Failure::Grpc(code))
 }
 
 /// Whether a wanted retry may go out: it needs a `maxRetries` slot (taken at the
@@ -277,7 +300,7 @@ impl From<Failure> for ProxyError {
     fn from(f: Failure) -> Self {
         match f {
             Failure::ConnectFailure => ProxyError::ConnectFailure,
-            Failure::Reset | Failure::Status(_) => ProxyError::UpstreamReset,
+            Failure::Reset | Failure::Status(_) | Failure::Grpc(_) => ProxyError::UpstreamReset,
             Failure::Timeout => ProxyError::PerTryTimeout,
         }
     }

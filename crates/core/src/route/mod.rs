@@ -35,6 +35,8 @@ pub struct Route {
     pub error_pages: crate::rescue::ErrorPages,
     /// Request mirroring to a shadow service (`mirror`).
     pub mirror: Option<Arc<crate::proxy::mirror::Mirror>>,
+    /// Response compression (`compression`).
+    pub compression: Option<crate::compress::Compression>,
 }
 
 /// Weighted backend services of a route.
@@ -155,6 +157,10 @@ fn compile_route(
             )?)),
             None => None,
         },
+        compression: r
+            .compression
+            .as_ref()
+            .map(crate::compress::Compression::compile),
         name,
         hostnames: r.hostnames.clone(),
         filters: {

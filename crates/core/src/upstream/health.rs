@@ -8,6 +8,8 @@
 //!   is in `expectedStatuses` (empty: 200–399) and the headers arrive within
 //!   `timeout`; the body is not read.
 //! - **TCP**: passes when a connection is accepted within `timeout`.
+//! - **gRPC**: a unary `grpc.health.v1.Health/Check` on a fresh h2c connection
+//!   ([`grpc`]); passes only on `SERVING` within `timeout`.
 //!
 //! Endpoints start healthy, so a fresh config serves at once; a dead endpoint
 //! costs failed requests only until `unhealthyThreshold` checks have failed. The
@@ -34,6 +36,8 @@ use tokio::task::AbortHandle;
 
 use super::state::ServiceHealth;
 
+mod grpc;
+
 /// What one check does.
 #[derive(Debug, Clone)]
 enum Probe {
@@ -43,6 +47,7 @@ enum Probe {
         host: Option<HeaderValue>,
         expected: Arc<[u16]>,
     },
+    Grpc(grpc::GrpcProbe),
 }
 
 /// Starts one checker per endpoint on the current tokio runtime. `authorities[i]`
@@ -52,8 +57,9 @@ pub fn spawn(
     health: &Arc<ServiceHealth>,
     authorities: &[Authority],
 ) -> Result<Vec<AbortHandle>, String> {
-    let probe = match &cfg.http {
-        Some(http) => Probe::Http {
+    let probe = match (&cfg.http, &cfg.grpc) {
+        (None, Some(g)) => Probe::Grpc(grpc::GrpcProbe::new(g)?),
+        (Some(http), _) => Probe::Http {
             uri: http
                 .path
                 .parse()
@@ -66,7 +72,7 @@ pub fn spawn(
                 .map_err(|e| format!("healthCheck.http.host: {e}"))?,
             expected: http.expected_statuses.iter().copied().collect(),
         },
-        None => Probe::Tcp,
+        (None, None) => Probe::Tcp,
     };
     let checker = Checker {
         interval: cfg.interval.get().max(Duration::from_millis(1)),
@@ -131,13 +137,14 @@ impl Checker {
         let stream = TcpStream::connect(authority.as_str())
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let Probe::Http {
-            uri,
-            host,
-            expected,
-        } = &self.probe
-        else {
-            return Ok(());
+        let (uri, host, expected) = match &self.probe {
+            Probe::Tcp => return Ok(()),
+            Probe::Grpc(probe) => return probe.check(stream, authority).await,
+            Probe::Http {
+                uri,
+                host,
+                expected,
+            } => (uri, host, expected),
         };
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -178,6 +185,7 @@ impl Checker {
     }
 }
 
+/// Aborts a connection's driver task when the check that owns it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
