@@ -5,6 +5,7 @@
 //! answered as gRPC statuses (UNAVAILABLE, UNIMPLEMENTED, DEADLINE_EXCEEDED).
 
 mod common;
+mod grpc_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,23 +14,6 @@ use tonic::Code;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-/// A tonic server with the health service; `greeter` is SERVING.
-async fn health_server() -> (SocketAddr, tonic_health::server::HealthReporter) {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("greeter", ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(incoming),
-    );
-    (addr, reporter)
-}
 
 /// An h2c server that accepts gRPC calls and never answers within `delay`.
 async fn slow_server(delay: Duration) -> SocketAddr {
@@ -70,17 +54,12 @@ services:
 }
 
 async fn client(h: &common::Harness) -> HealthClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.addr))
-        .expect("valid URI")
-        .connect()
-        .await
-        .expect("h2c connection to the gateway");
-    HealthClient::new(channel)
+    grpc_support::health_client(h.addr).await
 }
 
 #[tokio::test]
 async fn unary_and_streaming_calls_pass_through() {
-    let (upstream, reporter) = health_server().await;
+    let (upstream, reporter) = grpc_support::health_server(&["greeter"]).await;
     let h = common::start(&config(upstream)).await;
     let mut c = client(&h).await;
 

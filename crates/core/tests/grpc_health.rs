@@ -5,6 +5,7 @@
 //! (NOT_FOUND) fails the check too.
 
 mod common;
+mod grpc_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,27 +15,6 @@ use tonic::Code;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-/// A tonic health server: `greeter` (the checked service) and `name` (which tells
-/// the client which server answered) are SERVING.
-async fn server(name: &str) -> (SocketAddr, tonic_health::server::HealthReporter) {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("greeter", ServingStatus::Serving)
-        .await;
-    reporter
-        .set_service_status(name, ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(incoming),
-    );
-    (addr, reporter)
-}
 
 fn config(a: SocketAddr, b: SocketAddr, checked: &str) -> String {
     format!(
@@ -62,12 +42,7 @@ fn status(h: &common::Harness) -> Vec<EndpointStatus> {
 }
 
 async fn client(h: &common::Harness) -> HealthClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.addr))
-        .expect("valid URI")
-        .connect()
-        .await
-        .expect("h2c connection to the gateway");
-    HealthClient::new(channel)
+    grpc_support::health_client(h.addr).await
 }
 
 /// Which server answered a call: each knows only its own name.
@@ -84,8 +59,8 @@ async fn who(c: &mut HealthClient<tonic::transport::Channel>) -> &'static str {
 
 #[tokio::test]
 async fn not_serving_endpoint_leaves_and_rejoins() {
-    let (a, _ra) = server("a").await;
-    let (b, rb) = server("b").await;
+    let (a, _ra) = grpc_support::health_server(&["greeter", "a"]).await;
+    let (b, rb) = grpc_support::health_server(&["greeter", "b"]).await;
     let h = common::start(&config(a, b, "greeter")).await;
     let mut c = client(&h).await;
     let mut seen = std::collections::HashSet::new();
@@ -120,8 +95,8 @@ async fn not_serving_endpoint_leaves_and_rejoins() {
 
 #[tokio::test]
 async fn unknown_checked_service_fails_the_check() {
-    let (a, _ra) = server("a").await;
-    let (b, _rb) = server("b").await;
+    let (a, _ra) = grpc_support::health_server(&["greeter", "a"]).await;
+    let (b, _rb) = grpc_support::health_server(&["greeter", "b"]).await;
     let h = common::start(&config(a, b, "nope")).await;
     common::wait_for("both unhealthy", Duration::from_secs(3), || {
         status(&h).iter().all(|s| !s.healthy)
@@ -142,8 +117,8 @@ async fn unknown_checked_service_fails_the_check() {
 
 #[tokio::test]
 async fn whole_server_check_with_default_service() {
-    let (a, ra) = server("a").await;
-    let (b, _rb) = server("b").await;
+    let (a, ra) = grpc_support::health_server(&["greeter", "a"]).await;
+    let (b, _rb) = grpc_support::health_server(&["greeter", "b"]).await;
     let h = common::start(&config(a, b, "\"\"")).await;
     // tonic-health reports the server as a whole ("") SERVING by default.
     ra.set_service_status("", ServingStatus::NotServing).await;
