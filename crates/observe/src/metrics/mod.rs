@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -14,114 +13,15 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::access_log::AccessRecord;
 
 mod histogram;
-pub use histogram::LatencyHistogram;
+mod labels;
+mod route;
 
-/// A config-given name as a label value (cheap to clone).
-#[derive(Debug, Clone, Hash, PartialEq, Eq)]
-pub struct Name(pub Arc<str>);
-
-impl EncodeLabelValue for Name {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        std::fmt::Write::write_str(encoder, &self.0)
-    }
-}
-
-impl From<Arc<str>> for Name {
-    fn from(s: Arc<str>) -> Self {
-        Name(s)
-    }
-}
-
-impl From<&str> for Name {
-    fn from(s: &str) -> Self {
-        Name(s.into())
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub route: Name,
-    pub service: Name,
-    pub method: &'static str,
-    pub status_class: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabel {
-    pub route: Name,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServiceLabel {
-    pub service: Name,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerLabel {
-    pub listener: Name,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabels {
-    pub service: Name,
-    pub endpoint: Name,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
-    pub service: Name,
-    /// `upstream_timeout` / `request_timeout`, or the circuit-breaker limit hit.
-    pub kind: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabel {
-    pub result: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RateLimitDecisionLabels {
-    pub policy: Name,
-    /// `allowed` or `limited`.
-    pub decision: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RateLimitStoreLabels {
-    pub policy: Name,
-    /// The failure mode applied: `open` (admitted) or `closed` (refused).
-    pub mode: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MirrorResultLabels {
-    pub route: Name,
-    /// `sent`, `skipped` (body not held), `failed` or `timeout`.
-    pub result: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MirrorDiffLabels {
-    pub route: Name,
-    /// `status`, `header` or `body`.
-    pub kind: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct L4Labels {
-    pub listener: Name,
-    /// The service the connection was routed to; `none` when it was refused first.
-    pub service: Name,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct L4BytesLabels {
-    pub listener: Name,
-    /// `in` (from clients) or `out` (to clients).
-    pub direction: &'static str,
-}
+pub use labels::*;
+use route::NONE;
+pub use route::{RouteMetrics, method_label, status_class};
 
 type Histograms<L> = Family<L, LatencyHistogram>;
+pub use histogram::LatencyHistogram;
 
 /// Every metric the gateway exports. One per process; survives config reloads.
 pub struct Metrics {
@@ -447,129 +347,5 @@ impl Metrics {
             store_errors_open: store("open"),
             store_errors_closed: store("closed"),
         }
-    }
-}
-
-/// Handles of one route's metrics, resolved once when the route is compiled so the
-/// request path never looks a label set up (no lock, no hashing of names).
-pub struct RouteMetrics {
-    route: Name,
-    /// The route's backend services; the slot after the last is "none".
-    services: Vec<Name>,
-    duration: LatencyHistogram,
-    bytes_in: Counter,
-    bytes_out: Counter,
-    /// Counters by (service slot, method, status class), each created on first use.
-    requests: OnceLock<Box<[OnceLock<Counter>]>>,
-    family: Family<RequestLabels, Counter>,
-}
-
-const METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
-];
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-impl std::fmt::Debug for RouteMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteMetrics")
-            .field("route", &self.route.0)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RouteMetrics {
-    /// Records a finished request of this route.
-    pub fn on_request(&self, r: &AccessRecord) {
-        let slot = r
-            .service
-            .as_ref()
-            .and_then(|s| {
-                self.services
-                    .iter()
-                    .position(|n| Arc::ptr_eq(&n.0, s) || *n.0 == **s)
-            })
-            .unwrap_or(self.services.len());
-        let method = METHODS
-            .iter()
-            .position(|m| *m == method_label(&r.method))
-            .unwrap_or(METHODS.len() - 1);
-        let class = CLASSES
-            .iter()
-            .position(|c| *c == status_class(r.status))
-            .unwrap_or(4);
-        let slots = self.requests.get_or_init(|| {
-            (0..(self.services.len() + 1) * METHODS.len() * CLASSES.len())
-                .map(|_| OnceLock::new())
-                .collect()
-        });
-        let counter =
-            slots[(slot * METHODS.len() + method) * CLASSES.len() + class].get_or_init(|| {
-                let service = self
-                    .services
-                    .get(slot)
-                    .cloned()
-                    .unwrap_or_else(|| Name(NONE.clone()));
-                let labels = RequestLabels {
-                    route: self.route.clone(),
-                    service,
-                    method: METHODS[method],
-                    status_class: CLASSES[class],
-                };
-                self.family.get_or_create(&labels).clone()
-            });
-        counter.inc();
-        self.duration.observe(r.duration);
-        let bytes_in = r.bytes_in_total();
-        if bytes_in > 0 {
-            self.bytes_in.inc_by(bytes_in);
-        }
-        if r.bytes_out > 0 {
-            self.bytes_out.inc_by(r.bytes_out);
-        }
-    }
-}
-
-impl Metrics {
-    /// Resolves the handles of route `name`, whose backends are `services`.
-    pub fn route(&self, name: &Arc<str>, services: &[Arc<str>]) -> RouteMetrics {
-        let label = RouteLabel {
-            route: Name(name.clone()),
-        };
-        RouteMetrics {
-            route: Name(name.clone()),
-            services: services.iter().map(|s| Name(s.clone())).collect(),
-            duration: self.request_duration.get_or_create(&label).clone(),
-            bytes_in: self.request_bytes.get_or_create(&label).clone(),
-            bytes_out: self.response_bytes.get_or_create(&label).clone(),
-            requests: OnceLock::new(),
-            family: self.requests.clone(),
-        }
-    }
-}
-
-static NONE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("none"));
-
-pub fn method_label(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ => "OTHER",
-    }
-}
-
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
