@@ -63,18 +63,9 @@ pub async fn accept_loop(
     let (drained_tx, drained) = watch::channel(false);
     let mut connections = JoinSet::new();
     loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Typically EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(listener = %name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            // The only value ever sent is `true`: any change means stop.
-            _ = stop.changed() => break,
+        let Some((stream, client)) = crate::server::accept::next(&listener, &name, &mut stop).await
+        else {
+            break;
         };
         // Reap finished connections so the set holds only open ones.
         while connections.try_join_next().is_some() {}

@@ -37,6 +37,28 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
+/// The next accepted connection, or `None` once `stop` turns true. Accept errors
+/// (typically EMFILE) are logged and retried after a short pause, never spun on.
+pub(crate) async fn next(
+    listener: &TcpListener,
+    name: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => return Some(pair),
+                Err(e) => {
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            // The only value ever sent is `true`: any change means stop.
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
 /// Serves `listener` until `stop` turns true, then lets open connections finish
 /// their in-flight requests for up to `drain`.
 pub async fn accept_loop(
@@ -62,18 +84,9 @@ pub async fn accept_loop(
     let accepted_total = shared.metrics.connections.get_or_create(&label).clone();
     let mut mode = ModeCache::default();
     loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Typically EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(listener = %name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            // The only value ever sent is `true`: any change means stop.
-            _ = stop.changed() => break,
+        let Some((stream, client)) = crate::server::accept::next(&listener, &name, &mut stop).await
+        else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(local_addr);

@@ -1,7 +1,7 @@
 //! The running gateway: its listeners, its current snapshot, config application
 //! (routes, services and listeners, without a restart) and the graceful drain.
 
-mod accept;
+pub(crate) mod accept;
 pub mod tls;
 
 use std::net::SocketAddr;
