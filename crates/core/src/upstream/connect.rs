@@ -62,9 +62,11 @@ enum H2Client {
 
 impl UpstreamClient {
     /// The client for `svc`, connecting through `connector` (which holds the
-    /// connect timeout and the `maxConnections` limit).
+    /// connect timeout and the `maxConnections` limit); `authorities` are its
+    /// endpoints', already parsed by `Upstream::build`, in config order.
     pub fn build(
         svc: &config::Service,
+        authorities: &[Authority],
         connector: LimitedConnector,
         builder: &mut Builder,
     ) -> Result<Self, String> {
@@ -98,20 +100,16 @@ impl UpstreamClient {
         } else {
             Scheme::HTTP
         };
-        let mut endpoints: Vec<H2Endpoint> = svc
-            .endpoints
+        let mut endpoints: Vec<H2Endpoint> = authorities
             .iter()
-            .map(|e| {
-                let authority = e
-                    .address
-                    .parse::<Authority>()
-                    .map_err(|err| format!("endpoint {:?}: {err}", e.address))?;
+            .map(|authority| {
+                let authority = authority.clone();
                 let dst = Uri::builder()
                     .scheme(scheme.clone())
                     .authority(authority.clone())
                     .path_and_query("/")
                     .build()
-                    .map_err(|err| format!("endpoint {:?}: {err}", e.address))?;
+                    .map_err(|err| format!("endpoint {:?}: {err}", authority.as_str()))?;
                 let client = match &origin {
                     None => H2Client::Plain(builder.build(Pinned {
                         inner: connector.clone(),

@@ -164,7 +164,8 @@ impl Upstream {
             .pool_max_idle_per_host(svc.pool.max_idle_per_endpoint)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new());
-        let client = UpstreamClient::build(svc, connector, &mut builder)?;
+        let authorities: Vec<Authority> = endpoints.iter().map(|e| e.authority.clone()).collect();
+        let client = UpstreamClient::build(svc, &authorities, connector, &mut builder)?;
         let b = &svc.retry_budget;
         Ok(Upstream {
             name,
