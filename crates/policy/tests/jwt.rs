@@ -326,7 +326,8 @@ async fn identity_reaches_the_upstream_and_forgeries_do_not() {
 #[tokio::test]
 async fn the_example_behaves_as_documented() {
     let b = Backend::start("app").await;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jwt.yaml");
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let path = format!("{manifest}/../../examples/jwt.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let token = |name: &str| {
         let line = text
