@@ -1,0 +1,6 @@
+//! meshgate's control plane: holds the configuration (in a [`store`]), serves it to
+//! proxies as versioned snapshots over gRPC, tracks which version each proxy runs,
+//! keeps a service registry, and lets operators plan, apply and roll back.
+
+pub mod proto;
+pub mod store;
