@@ -115,10 +115,8 @@ impl EmbeddedStore {
             return;
         };
         for entry in entries.flatten() {
-            if let Some(v) = version_of(&entry.path()) {
-                if v < oldest_kept {
-                    let _ = std::fs::remove_file(entry.path());
-                }
+            if version_of(&entry.path()).is_some_and(|v| v < oldest_kept) {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
     }
