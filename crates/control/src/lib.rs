@@ -1,6 +1,9 @@
 //! meshgate's control plane: holds the configuration (in a [`store`]), serves it to
-//! proxies as versioned snapshots over gRPC, tracks which version each proxy runs,
-//! keeps a service registry, and lets operators plan, apply and roll back.
+//! proxies as versioned [`snapshot`]s over gRPC ([`server`]), tracks which version
+//! each proxy runs, keeps a service registry, and lets operators plan, apply and
+//! roll back.
 
 pub mod proto;
+pub mod server;
+pub mod snapshot;
 pub mod store;

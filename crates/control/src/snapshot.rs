@@ -1,0 +1,146 @@
+//! Snapshots: what a proxy receives. A snapshot is the config document as applied
+//! (so a proxy's errors point at its lines) plus the endpoints discovered for its
+//! services (registry, DNS), which replace those services' static `endpoints`.
+//! Its version is `<config version>-<hash of the endpoints>`: equal content gives an
+//! equal version on every control-plane replica.
+
+use meshgate_config::{Config, Endpoint as ConfigEndpoint};
+use std::collections::BTreeMap;
+
+use crate::proto::v1::{Endpoint, ServiceEndpoints, Snapshot};
+use crate::store::Revision;
+
+/// Endpoints found for services, by service name (sorted: hashing is stable).
+pub type Discovered = BTreeMap<String, Vec<Endpoint>>;
+
+/// The snapshot of `revision` with `discovered` endpoints.
+pub fn build(revision: &Revision, discovered: &Discovered) -> Snapshot {
+    let endpoints: Vec<ServiceEndpoints> = discovered
+        .iter()
+        .map(|(service, endpoints)| ServiceEndpoints {
+            service: service.clone(),
+            endpoints: endpoints.clone(),
+        })
+        .collect();
+    Snapshot {
+        version: version(revision.version, &endpoints),
+        config_version: revision.version,
+        config_yaml: revision.yaml.clone(),
+        endpoints,
+    }
+}
+
+fn version(config_version: u64, endpoints: &[ServiceEndpoints]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for s in endpoints {
+        h.update(s.service.as_bytes());
+        h.update(&[0]);
+        for e in &s.endpoints {
+            h.update(e.address.as_bytes());
+            h.update(&e.weight.to_le_bytes());
+        }
+        h.update(&[1]);
+    }
+    format!("{config_version}-{:08x}", h.digest() as u32)
+}
+
+/// The name errors in a snapshot's document are reported under.
+pub fn source_name(snapshot: &Snapshot) -> String {
+    format!("control-plane:v{}", snapshot.config_version)
+}
+
+/// Why a proxy refuses a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Invalid(#[from] meshgate_config::ConfigErrors),
+    #[error("endpoints for service {0:?}, which the config does not declare")]
+    UnknownService(String),
+}
+
+/// Parses and validates a snapshot into the config a proxy applies.
+pub fn open(snapshot: &Snapshot) -> Result<Config, OpenError> {
+    let mut config = meshgate_config::parse_str(&snapshot.config_yaml, &source_name(snapshot))?;
+    overlay(&mut config, &snapshot.endpoints)?;
+    Ok(config)
+}
+
+/// Replaces the endpoints of each service named in `endpoints`.
+pub fn overlay(config: &mut Config, endpoints: &[ServiceEndpoints]) -> Result<(), OpenError> {
+    for found in endpoints {
+        let service = config
+            .services
+            .iter_mut()
+            .find(|s| s.name == found.service)
+            .ok_or_else(|| OpenError::UnknownService(found.service.clone()))?;
+        service.endpoints = found
+            .endpoints
+            .iter()
+            .map(|e| ConfigEndpoint {
+                address: e.address.clone(),
+                weight: e.weight.max(1),
+            })
+            .collect();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revision(yaml: &str) -> Revision {
+        Revision {
+            version: 7,
+            yaml: yaml.into(),
+            source: "t.yaml".into(),
+            applied_at_ms: 0,
+            note: String::new(),
+        }
+    }
+
+    const DOC: &str = "services:\n  - name: orders\n    endpoints: [\"127.0.0.1:1\"]\n";
+
+    #[test]
+    fn version_depends_on_endpoints_only_through_their_content() {
+        let mut found = Discovered::new();
+        let plain = build(&revision(DOC), &found);
+        found.insert(
+            "orders".into(),
+            vec![Endpoint {
+                address: "10.0.0.1:80".into(),
+                weight: 1,
+            }],
+        );
+        let with = build(&revision(DOC), &found);
+        assert!(plain.version.starts_with("7-") && with.version.starts_with("7-"));
+        assert_ne!(plain.version, with.version);
+        assert_eq!(with.version, build(&revision(DOC), &found).version);
+    }
+
+    #[test]
+    fn open_overlays_discovered_endpoints_and_reports_bad_documents() {
+        let mut found = Discovered::new();
+        found.insert(
+            "orders".into(),
+            vec![Endpoint {
+                address: "10.0.0.1:80".into(),
+                weight: 3,
+            }],
+        );
+        let config = open(&build(&revision(DOC), &found)).unwrap();
+        assert_eq!(config.services[0].endpoints[0].address, "10.0.0.1:80");
+        assert_eq!(config.services[0].endpoints[0].weight, 3);
+
+        found.insert("ghost".into(), vec![]);
+        let err = open(&build(&revision(DOC), &found)).unwrap_err();
+        assert!(err.to_string().contains("ghost"), "{err}");
+
+        let err = open(&build(
+            &revision("services: [{name: x}]\n"),
+            &Discovered::new(),
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("control-plane:v7:1:"), "{err}");
+    }
+}
