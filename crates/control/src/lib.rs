@@ -3,6 +3,7 @@
 //! each proxy runs, keeps a service registry, and lets operators plan, apply and
 //! roll back.
 
+pub mod discovery;
 pub mod proto;
 pub mod server;
 pub mod snapshot;
