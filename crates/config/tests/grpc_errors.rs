@@ -42,8 +42,8 @@ const TABLE: &[(&str, &str)] = &[
             healthCheck:
               grpc: {authority: \"a b/c\"}
         ",
-        "t.yaml:7:13: services[0].healthCheck.grpc: gRPC health checks use cleartext HTTP/2 (h2c) and cannot check a service with tls; use tcp: {}\n\
-         t.yaml:7:25: services[0].healthCheck.grpc.authority: invalid authority \"a b/c\": expected host or host:port",
+        // A service with tls may use gRPC checks (over TLS); only the authority is wrong.
+        "t.yaml:7:25: services[0].healthCheck.grpc.authority: invalid authority \"a b/c\": expected host or host:port",
     ),
     (
         "

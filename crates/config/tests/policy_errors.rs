@@ -45,7 +45,7 @@ const TABLE: &[(&str, &str)] = &[
         policies:
           - {name: p, type: RateLimits}
         ",
-        "t.yaml:2:21: policies[0].type: unknown variant `RateLimits`, expected one of ApiKey, IpAccess, RequestLimits, BasicAuth, Jwt, Oidc, ExtAuthz, Authorize, RateLimit, Cors",
+        "t.yaml:2:21: policies[0].type: unknown variant `RateLimits`, expected one of ApiKey, IpAccess, RequestLimits, BasicAuth, Jwt, Oidc, ExtAuthz, Authorize, RateLimit, Cors, ClientCert",
     ),
     (
         "

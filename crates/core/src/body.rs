@@ -1,6 +1,8 @@
 //! The one body type that crosses the proxy in both directions: nothing, bytes the
 //! gateway holds (replayable, generated), or a peer's stream passed through unbuffered.
 
+pub(crate) mod replay;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,8 @@ pub enum Body {
     Tee(Box<crate::proxy::mirror::Tee>),
     /// A response compressed as it streams (`routes[].compression`).
     Compressed(Box<crate::compress::Encoded>),
+    /// One try of a request body streamed and copied for retries (`replay`).
+    Replay(Box<replay::ReplayBody<Incoming>>),
 }
 
 impl Body {
@@ -66,6 +70,7 @@ impl http_body::Body for Body {
             }
             Body::Tee(tee) => Pin::new(&mut **tee).poll_frame(cx),
             Body::Compressed(c) => c.poll_frame(cx),
+            Body::Replay(r) => Pin::new(&mut **r).poll_frame(cx),
         }
     }
 
@@ -76,6 +81,7 @@ impl http_body::Body for Body {
             Body::Stream(inner) | Body::Counted(inner, _) => inner.is_end_stream(),
             Body::Tee(tee) => tee.is_end_stream(),
             Body::Compressed(c) => c.is_end_stream(),
+            Body::Replay(r) => r.is_end_stream(),
         }
     }
 
@@ -86,6 +92,7 @@ impl http_body::Body for Body {
             Body::Stream(inner) | Body::Counted(inner, _) => inner.size_hint(),
             Body::Tee(tee) => tee.size_hint(),
             Body::Compressed(c) => c.size_hint(),
+            Body::Replay(r) => r.size_hint(),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! trailers-only `grpc-status: 14` (UNAVAILABLE) the first N times, then a real
 //! `HealthCheckResponse`; with `retryOn: [grpc-unavailable]` the client sees
 //! SERVING and the access log counts the retries. Statuses not named (NOT_FOUND
-//! from tonic-health) and bodies streamed without a length are not retried.
+//! from tonic-health) are not retried; bodies streamed without a length (tonic's)
+//! are replayed from the copy kept while streaming.
 
 mod common;
 
@@ -18,6 +19,7 @@ use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 /// `HealthCheckRequest { service: "greeter" }`, gRPC-framed.
@@ -175,9 +177,9 @@ async fn statuses_not_named_are_not_retried() {
 }
 
 #[tokio::test]
-async fn a_streamed_body_is_not_retried() {
-    // tonic streams its request bodies without a content-length: the gateway cannot
-    // hold them, so the UNAVAILABLE reaches the client as it came.
+async fn a_streamed_body_is_retried_from_its_copy() {
+    // tonic streams its request bodies without a content-length: the gateway keeps a
+    // copy while streaming (up to bodyBufferBytes) and replays it on the retry.
     let (upstream, calls) = flaky_server(1).await;
     let h = common::start(&config(upstream, "grpc-unavailable")).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.addr))
@@ -185,14 +187,14 @@ async fn a_streamed_body_is_not_retried() {
         .connect()
         .await
         .unwrap();
-    let err = HealthClient::new(channel)
+    let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: "greeter".into(),
         })
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unavailable);
-    assert_eq!(err.message(), "try again");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(h.log_lines(1).await[0]["retries"], 0);
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.status(), ServingStatus::Serving);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.log_lines(1).await[0]["retries"], 1);
 }

@@ -1,65 +1,25 @@
 //! WebSocket through the gateway with real clients and servers (tokio-tungstenite):
 //! the upgrade handshake is proxied, messages flow both ways, the connection
-//! survives a config reload, is counted while open, and is closed on shutdown.
+//! survives a config reload, is counted while open, is closed on shutdown and
+//! after the route's `timeouts.upgradeIdle` without traffic.
 
 mod common;
+mod websocket_support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A WebSocket echo server: every text or binary message comes back unchanged.
-async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() || msg.is_binary() {
-                        if ws.send(msg).await.is_err() {
-                            return;
-                        }
-                    } else if msg.is_close() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+use websocket_support::{echo_server, upgraded_gauge};
 
 fn config(echo: SocketAddr, extra_route: &str) -> String {
-    format!(
-        "listeners: [{{name: l, address: \"127.0.0.1:0\"}}]
-routes:
-  - name: ws
-    matches: [{{path: {{value: /ws}}}}]
-    backendRefs: [{{name: echo}}]
-{extra_route}services:
-{}",
-        common::service("echo", &[echo])
-    )
-}
-
-fn upgraded_gauge(h: &common::Harness) -> i64 {
-    let text = h.gateway.metrics().encode();
-    text.lines()
-        .find(|l| l.starts_with("meshgate_upgraded_connections "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(-1)
+    websocket_support::config(echo, "", extra_route)
 }
 
 #[tokio::test]
 async fn messages_flow_and_the_connection_survives_a_reload() {
-    let echo = echo_server().await;
+    let echo = echo_server().await.addr;
     let h = common::start(&config(echo, "")).await;
     let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", h.addr))
         .await
@@ -102,7 +62,7 @@ async fn messages_flow_and_the_connection_survives_a_reload() {
 
 #[tokio::test]
 async fn shutdown_closes_upgraded_connections() {
-    let echo = echo_server().await;
+    let echo = echo_server().await.addr;
     let h = common::start(&config(echo, "")).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", h.addr))
         .await
@@ -136,4 +96,75 @@ async fn a_refused_upgrade_is_an_ordinary_response() {
         .expect_err("no switch");
     assert!(err.to_string().contains("200"), "{err}");
     assert_eq!(upgraded_gauge(&h), 0);
+}
+
+/// Reads until the connection ends (close frame, end of stream or error).
+async fn until_closed<S>(ws: &mut S)
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match ws.next().await {
+            None | Some(Err(_)) => return,
+            Some(Ok(m)) if m.is_close() => return,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_upgrade_idle_and_a_busy_one_is_not() {
+    let echo = echo_server().await.addr;
+    let idle = Duration::from_millis(300);
+    let h = common::start(&websocket_support::config(
+        echo,
+        "    timeouts: {upgradeIdle: 300ms}\n",
+        "",
+    ))
+    .await;
+    let url = format!("ws://{}/ws", h.addr);
+    let (mut quiet, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut busy, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+
+    quiet.send(Message::text("once")).await.unwrap();
+    assert_eq!(quiet.next().await.unwrap().unwrap(), Message::text("once"));
+    let last_byte = Instant::now();
+    let quiet_side = async {
+        tokio::time::timeout(Duration::from_secs(5), until_closed(&mut quiet))
+            .await
+            .expect("the gateway closes the idle connection");
+        last_byte.elapsed()
+    };
+    // Talks every 100ms for four idle periods: never quiet for 300ms.
+    let busy_side = async {
+        for i in 0..12 {
+            let text = format!("tick {i}");
+            busy.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(busy.next().await.unwrap().unwrap(), Message::text(text));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (quiet_for, ()) = tokio::join!(quiet_side, busy_side);
+    assert!(
+        quiet_for >= idle,
+        "closed only after the idle timeout, got {quiet_for:?}"
+    );
+    // Still open after 1.2s with a 300ms idle timeout.
+    busy.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        busy.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+    common::wait_for(
+        "only the busy tunnel to remain",
+        Duration::from_secs(5),
+        || upgraded_gauge(&h) == 1,
+    )
+    .await;
+    busy.close(None).await.unwrap();
+    until_closed(&mut busy).await;
+    common::wait_for("the gauge to drop", Duration::from_secs(5), || {
+        upgraded_gauge(&h) == 0
+    })
+    .await;
 }

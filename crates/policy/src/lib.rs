@@ -8,6 +8,7 @@
 pub mod api_key;
 pub mod authorize;
 pub mod basic_auth;
+pub mod client_cert;
 pub mod cors;
 pub mod credentials;
 pub mod ext_authz;
@@ -59,6 +60,9 @@ impl PolicyCompiler for Policies {
                 rate_limit::compile(&p.name, p.rate_limit.as_ref().ok_or_else(missing)?, env)?
             }
             T::Cors => cors::compile(p.cors.as_ref().ok_or_else(missing)?, env)?,
+            T::ClientCert => {
+                client_cert::compile(p.client_cert.as_ref().ok_or_else(missing)?, env)?
+            }
         })
     }
 }

@@ -149,6 +149,11 @@ pub struct Timeouts {
     /// Absent: no per-try limit.
     #[serde(default)]
     pub backend_request: Option<Duration>,
+    /// Upgraded connections (WebSocket over HTTP/1.1 `Upgrade` or HTTP/2 extended
+    /// CONNECT): closed when no byte moved either way for this long. Must be greater
+    /// than 0. Absent: 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_idle: Option<Duration>,
 }
 
 /// Retry policy of a route.
@@ -167,9 +172,9 @@ pub struct Retry {
     /// Also retry methods that are not idempotent (POST, PATCH). Default false.
     #[serde(default)]
     pub retry_non_idempotent: bool,
-    /// Request bodies up to this many bytes (by `content-length`) are kept to be
-    /// replayed on retry; larger or unsized bodies are streamed and never retried.
-    /// Default 65536.
+    /// How much of a request body is kept for replay on retry: bodies with a
+    /// `content-length` up to this are held; others are streamed with a copy,
+    /// replayable until more than this has been read. Default 65536.
     #[serde(default = "Retry::default_buffer")]
     pub body_buffer_bytes: u64,
 }

@@ -37,6 +37,12 @@ pub(super) fn check(r: &Route, base: &str, known: &Known<'_>, issues: &mut Issue
             format!("must not exceed timeouts.request ({total}), got {per_try}"),
         );
     }
+    if r.timeouts.upgrade_idle.is_some_and(|d| d.get().is_zero()) {
+        issues.add(
+            format!("{base}.timeouts.upgradeIdle"),
+            "must be greater than 0",
+        );
+    }
     if let Some(retry) = &r.retry {
         check_retry(retry, &format!("{base}.retry"), issues);
     }

@@ -71,7 +71,7 @@ pub(super) fn check(s: &Service, base: &str, issues: &mut Issues) {
     if let Some(h) = &s.health_check {
         check_health(h, &format!("{base}.healthCheck"), issues);
         if let Some(g) = &h.grpc {
-            check_grpc_health(g, s, &format!("{base}.healthCheck.grpc"), issues);
+            check_grpc_health(g, &format!("{base}.healthCheck.grpc"), issues);
         }
     }
     if let Some(o) = &s.outlier_detection {
@@ -84,15 +84,9 @@ pub(super) fn check(s: &Service, base: &str, issues: &mut Issues) {
     );
 }
 
-/// The gRPC health check: h2c only (the checker does not build TLS), and an
-/// `authority` that can be sent.
-fn check_grpc_health(g: &GrpcCheck, s: &Service, base: &str, issues: &mut Issues) {
-    if s.tls.is_some() {
-        issues.add(
-            base,
-            "gRPC health checks use cleartext HTTP/2 (h2c) and cannot check a service with tls; use tcp: {}",
-        );
-    }
+/// The gRPC health check: an `authority` that can be sent. (Over h2c, or over
+/// TLS with the service's `tls` settings.)
+fn check_grpc_health(g: &GrpcCheck, base: &str, issues: &mut Issues) {
     if let Some(a) = &g.authority
         && (a.is_empty()
             || !a

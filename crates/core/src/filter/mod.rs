@@ -66,6 +66,8 @@ pub struct RequestCx<'a> {
     pub host_override: Option<http::HeaderValue>,
     /// The client's address (the TCP peer).
     pub client: std::net::IpAddr,
+    /// The client certificate the listener verified (mTLS at the edge), if any.
+    pub client_cert: Option<&'a crate::server::tls::ClientCert>,
     /// Who the caller is, once an authentication policy has said so.
     pub consumer: Option<Arc<Consumer>>,
     /// Headers added to whatever response goes back (upstream's or the gateway's
@@ -96,6 +98,7 @@ impl<'a> RequestCx<'a> {
             matched_prefix_len: None,
             host_override: None,
             client,
+            client_cert: None,
             consumer: None,
             response_headers: Vec::new(),
             explain: None,

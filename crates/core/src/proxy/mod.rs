@@ -114,6 +114,7 @@ pub async fn handle(
         conn.local.port(),
         conn.client.ip(),
     );
+    cx.client_cert = conn.client_cert.as_deref();
     if explain::requested(&snapshot, &mut parts.headers) {
         cx.explain = Some(Box::default());
     }
@@ -217,6 +218,10 @@ async fn route_and_forward<'s>(
     if bad_authority {
         return Err(ProxyError::BadRequest);
     }
+    // Before routing: an HTTP/2 WebSocket (extended CONNECT) becomes the HTTP/1.1
+    // handshake `GET` here, so routes and policies see it as they would over h1;
+    // any other CONNECT is refused.
+    let upgrade = upgrade::requested(parts)?;
     let decision = decide::decide(snapshot, &conn.listener, parts, cx, matched).await;
     if let Some(route) = *matched {
         record.route = Some(route.name.clone());
@@ -237,7 +242,6 @@ async fn route_and_forward<'s>(
 
     let grpc_deadline = forward::grpc_timeout(&parts.headers);
     let encoding = (route.compression.as_ref()).map(|c| c.negotiate(parts));
-    let upgrade = upgrade::requested(parts);
     let mut headers = std::mem::take(&mut parts.headers);
     let trailers_ok = forward::accepts_trailers(&headers);
     forward::strip_hop_by_hop(&mut headers);
@@ -298,6 +302,8 @@ async fn route_and_forward<'s>(
     if let Some(u) = upgrade {
         u.finish(
             &mut response,
+            snapshot,
+            route,
             &meta.shared.tunnels,
             meta.shared.closing.subscribe(),
         );

@@ -6,6 +6,11 @@
 //! the response has started streaming to the client and cannot be retried. Every
 //! gRPC call is a POST, so naming a gRPC condition is itself the opt-in: it is not
 //! gated on the method's idempotency (as in gRPC's own retry policy, gRFC A6).
+//!
+//! Whatever the policy wants, a try is sent again only if its body can be: a body
+//! held whole (`content-length` ≤ `bodyBufferBytes`), or a streamed one whose copy
+//! is still complete (`body::replay`: unsized bodies such as gRPC calls and chunked
+//! uploads, until more than `bodyBufferBytes` of them has been read).
 
 use std::time::Duration;
 

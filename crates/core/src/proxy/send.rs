@@ -1,5 +1,6 @@
 //! Sending a request upstream: endpoint choice, per-try timeout, and the retry loop
-//! with its budget. Only bodies the gateway holds can be sent twice. Each try's
+//! with its budget. Only bodies the gateway holds, or streams it copies while they
+//! fit `bodyBufferBytes` (`body::replay`), can be sent twice. Each try's
 //! outcome feeds outlier detection; the circuit breaker's request, pending and
 //! retry limits are taken here (the connection limit in the connector).
 
@@ -18,15 +19,18 @@ use tower::retry::budget::Budget;
 use super::retry::Failure;
 use crate::balance::InFlight;
 use crate::body::Body;
+use crate::body::replay::Replay;
 use crate::rescue::ProxyError;
 use crate::route::Route;
 use crate::upstream::{Endpoint, Outcome, OwnedPermit, Permit, Upstream, is_overflow};
 use meshgate_observe::access_log::AccessRecord;
 
-/// The request body, either held (replayable) or streamed through once.
+/// The request body: held (replayable), streamed through once, or streamed and
+/// copied up to the retry policy's cap (replayable while the copy is whole).
 pub enum RequestBody {
     Held(Option<Bytes>),
     Once(Option<Body>),
+    Replay(Replay<Incoming>),
 }
 
 impl RequestBody {
@@ -77,11 +81,36 @@ impl RequestBody {
         }
         let counter = Arc::new(AtomicU64::new(0));
         record.bytes_in_streamed = Some(counter.clone());
+        // A retrying route streams the rest (unsized, or sized above the cap) and
+        // copies it while it fits the cap. A known small length stays held above:
+        // one `Bytes` per try, no lock per frame, and a mirror can use it.
+        if let Some(policy) = route.retry.as_ref().filter(|p| p.attempts > 0) {
+            return Ok(RequestBody::Replay(Replay::new(
+                body,
+                policy.body_buffer_bytes,
+                counter,
+            )));
+        }
         Ok(RequestBody::Once(Some(Body::Counted(body, counter))))
     }
 
+    /// Whether another try could carry the whole body (a peek, see `claim`).
     fn replayable(&self) -> bool {
-        matches!(self, RequestBody::Held(_))
+        match self {
+            RequestBody::Held(_) => true,
+            RequestBody::Once(_) => false,
+            RequestBody::Replay(r) => r.replayable(),
+        }
+    }
+
+    /// Commits to another try: a streamed copy's previous try is cut off. False
+    /// when the body can no longer be replayed (a try passed the cap meanwhile).
+    fn claim(&self) -> bool {
+        match self {
+            RequestBody::Held(_) => true,
+            RequestBody::Once(_) => false,
+            RequestBody::Replay(r) => r.claim(),
+        }
     }
 
     fn take(&mut self) -> Body {
@@ -89,6 +118,7 @@ impl RequestBody {
             RequestBody::Held(None) => Body::Empty,
             RequestBody::Held(Some(bytes)) => Body::Full(Some(bytes.clone())),
             RequestBody::Once(body) => body.take().unwrap_or_default(),
+            RequestBody::Replay(r) => Body::Replay(Box::new(r.body())),
         }
     }
 }
@@ -197,7 +227,9 @@ pub async fn send(
                 let wanted = failure.filter(|&f| {
                     policy.is_some_and(|p| p.wants(f, &out.parts.method))
                         && may_retry
+                        && out.body.replayable()
                         && may_send_again(upstream, &mut retry_slot)
+                        && out.body.claim()
                 });
                 let Some(failure) = wanted else {
                     return Ok(Sent {
@@ -209,7 +241,12 @@ pub async fn send(
             }
             Err(failure) => {
                 let wanted = policy.is_some_and(|p| p.wants(failure, &out.parts.method));
-                if !(wanted && may_retry && may_send_again(upstream, &mut retry_slot)) {
+                if !(wanted
+                    && may_retry
+                    && out.body.replayable()
+                    && may_send_again(upstream, &mut retry_slot)
+                    && out.body.claim())
+                {
                     return Err(failure.into());
                 }
                 failure

@@ -1,22 +1,19 @@
 //! One HTTP listener: bind, accept, serve HTTP/1.1 and h2c with hyper (or, on an
 //! `HTTPS` listener, TLS first: the handshake runs in the connection's own task,
-//! then HTTP/2 or HTTP/1.1 by ALPN), answer `httpsRedirect` listeners with 301s,
-//! count connections, and drain gracefully when told to stop.
+//! then HTTP/2 or HTTP/1.1 by ALPN, failures counted by reason in [`handshake`]),
+//! answer `httpsRedirect` listeners with 301s ([`redirect`], logged), count
+//! connections, and drain gracefully when told to stop.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use http_body_util::Empty;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use meshgate_config::ListenerProtocol;
-use meshgate_observe::metrics::ListenerLabel;
+use meshgate_observe::metrics::{ListenerLabel, TlsFailure};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -24,6 +21,9 @@ use tokio::sync::watch;
 use super::tls::{ClientCert, TlsListener};
 use crate::proxy::{ConnInfo, Shared, handle};
 use crate::snapshot::Snapshot;
+
+mod handshake;
+mod redirect;
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -117,8 +117,11 @@ pub async fn accept_loop(
             }
             Mode::Redirect(port) => {
                 let port = *port;
-                let service = service_fn(move |req| async move {
-                    Ok::<_, std::convert::Infallible>(https_redirect(&req, port))
+                let conn = Arc::new(conn);
+                let shared = shared.clone();
+                let service = service_fn(move |req| {
+                    let reply = redirect::answer(&shared, &conn, port, req);
+                    async move { Ok::<_, std::convert::Infallible>(reply) }
                 });
                 let connection = builders
                     .auto
@@ -167,7 +170,10 @@ impl Builders {
         auto.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30));
-        auto.http2().timer(TokioTimer::new());
+        // Extended CONNECT (RFC 8441): WebSocket over HTTP/2 (`proxy::upgrade`).
+        auto.http2()
+            .timer(TokioTimer::new())
+            .enable_connect_protocol();
         Builders {
             h1: auto.clone().http1_only(),
             h2: auto.clone().http2_only(),
@@ -266,7 +272,7 @@ impl TlsConn {
         } = self;
         let client = conn.client;
         let limit = tls.handshake_timeout();
-        match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
+        match tokio::time::timeout(limit, handshake::accept(&tls.acceptor(), stream)).await {
             Ok(Ok(stream)) => {
                 let (_, session) = stream.get_ref();
                 let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
@@ -289,11 +295,16 @@ impl TlsConn {
                 }
             }
             // Failed handshakes are routine on a public port (scanners, clients
-            // that do not trust the certificate): debug, not warn.
-            Ok(Err(e)) => {
-                tracing::debug!(listener = %conn.listener, %client, error = %e, "TLS handshake failed")
+            // that do not trust the certificate): debug, not warn; counted by reason.
+            Ok(Err(failed)) => {
+                let reason = failed.reason();
+                let failures = &shared.metrics.tls_handshake_failures;
+                failures.inc(&conn.listener, reason);
+                tracing::debug!(listener = %conn.listener, %client, error = %failed.error, reason = reason.as_str(), "TLS handshake failed")
             }
             Err(_) => {
+                let failures = &shared.metrics.tls_handshake_failures;
+                failures.inc(&conn.listener, TlsFailure::Timeout);
                 tracing::debug!(listener = %conn.listener, %client, timeout = ?limit, "TLS handshake timed out")
             }
         }
@@ -313,40 +324,4 @@ fn spawn_counted<E: std::fmt::Display>(
         }
         active.dec();
     });
-}
-
-/// `301` to the same host and path over HTTPS on `port`.
-fn https_redirect(req: &Request<Incoming>, port: u16) -> Response<Empty<Bytes>> {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| {
-            let value = req.headers().get(header::HOST)?.to_str().ok()?;
-            let authority: http::uri::Authority = value.parse().ok()?;
-            Some(authority.host().to_owned())
-        });
-    let Some(host) = host else {
-        return status_only(StatusCode::BAD_REQUEST);
-    };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = if port == 443 {
-        format!("https://{host}{path}")
-    } else {
-        format!("https://{host}:{port}{path}")
-    };
-    match http::HeaderValue::try_from(location) {
-        Ok(location) => {
-            let mut resp = status_only(StatusCode::MOVED_PERMANENTLY);
-            resp.headers_mut().insert(header::LOCATION, location);
-            resp
-        }
-        Err(_) => status_only(StatusCode::BAD_REQUEST),
-    }
-}
-
-fn status_only(status: StatusCode) -> Response<Empty<Bytes>> {
-    let mut resp = Response::new(Empty::new());
-    *resp.status_mut() = status;
-    resp
 }

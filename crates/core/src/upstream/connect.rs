@@ -127,7 +127,9 @@ impl UpstreamClient {
             })
             .collect::<Result<_, String>>()?;
         if endpoints.is_empty() {
-            return Err("no endpoints".to_owned());
+            // No endpoints (discovery found none): `Upstream::pick` fails before any
+            // request reaches a client, so an unused plain one stands in.
+            return Ok(UpstreamClient::Plain(builder.build(connector)));
         }
         let first = endpoints.remove(0);
         Ok(UpstreamClient::Http2(Box::new(first), endpoints.into()))

@@ -2,14 +2,23 @@
 //! and flips its `healthy` flag after `unhealthyThreshold` consecutive failures
 //! (out) or `healthyThreshold` consecutive passes (back in).
 //!
-//! - **HTTP**: a `GET path` on a fresh HTTP/1.1 connection (never a pooled one, so
-//!   connecting is tested too), `Host` = `http.host` or the endpoint's `host:port`,
-//!   `user-agent: meshgate-health`, `connection: close`. It passes when the status
-//!   is in `expectedStatuses` (empty: 200–399) and the headers arrive within
-//!   `timeout`; the body is not read.
-//! - **TCP**: passes when a connection is accepted within `timeout`.
-//! - **gRPC**: a unary `grpc.health.v1.Health/Check` on a fresh h2c connection
-//!   ([`grpc`]); passes only on `SERVING` within `timeout`.
+//! Every check opens a fresh connection (never a pooled one, so connecting is
+//! tested too) and closes it when done:
+//!
+//! - **HTTP** ([`http_probe`]): a `GET path`, `user-agent: meshgate-health`; passes when
+//!   the status is in `expectedStatuses` (empty: 200–399) and the headers arrive
+//!   within `timeout`; the body is not read.
+//! - **TCP**: passes when a connection is accepted within `timeout` (no TLS
+//!   handshake, also on a TLS service).
+//! - **gRPC** ([`grpc`]): a unary `grpc.health.v1.Health/Check`; passes only on
+//!   `SERVING` within `timeout`.
+//!
+//! On a service with `tls`, HTTP and gRPC checks run over TLS with the service's
+//! own settings (CA, `serverName`/SNI, client certificate): a [`TlsOrigin`] built
+//! once per service when the checkers start, offering ALPN `h2` for gRPC and the
+//! service's protocol for HTTP (the check then speaks what ALPN chose). A failed
+//! handshake (unknown CA, wrong name, refused client certificate) is a failed
+//! check, and the debug log says why, like any other failure.
 //!
 //! Endpoints start healthy, so a fresh config serves at once; a dead endpoint
 //! costs failed requests only until `unhealthyThreshold` checks have failed. The
@@ -24,55 +33,53 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CONNECTION, HOST, USER_AGENT};
-use http::uri::Authority;
-use http::{HeaderValue, Request, Uri};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use http::uri::{Authority, Scheme};
 use meshgate_config as config;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
+use super::TlsOrigin;
 use super::state::ServiceHealth;
 
 mod grpc;
+mod http_probe;
 
 /// What one check does.
 #[derive(Debug, Clone)]
 enum Probe {
     Tcp,
-    Http {
-        uri: Uri,
-        host: Option<HeaderValue>,
-        expected: Arc<[u16]>,
-    },
+    Http(http_probe::HttpProbe),
     Grpc(grpc::GrpcProbe),
 }
 
-/// Starts one checker per endpoint on the current tokio runtime. `authorities[i]`
-/// is endpoint i's `host:port`. Errors name a setting that cannot be used.
+/// A connection a probe can run over: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Starts one checker per endpoint of `svc` with its health check `cfg` on the
+/// current tokio runtime. `authorities[i]` is endpoint i's `host:port`. Errors
+/// name a setting or file that cannot be used.
 pub fn spawn(
+    svc: &config::Service,
     cfg: &config::HealthCheck,
     health: &Arc<ServiceHealth>,
     authorities: &[Authority],
 ) -> Result<Vec<AbortHandle>, String> {
     let probe = match (&cfg.http, &cfg.grpc) {
         (None, Some(g)) => Probe::Grpc(grpc::GrpcProbe::new(g)?),
-        (Some(http), _) => Probe::Http {
-            uri: http
-                .path
-                .parse()
-                .map_err(|e| format!("healthCheck.http.path {:?}: {e}", http.path))?,
-            host: http
-                .host
-                .as_deref()
-                .map(HeaderValue::from_str)
-                .transpose()
-                .map_err(|e| format!("healthCheck.http.host: {e}"))?,
-            expected: http.expected_statuses.iter().copied().collect(),
-        },
+        (Some(h), _) => Probe::Http(http_probe::HttpProbe::new(h)?),
         (None, None) => Probe::Tcp,
+    };
+    let tls = match (&svc.tls, &probe) {
+        (None, _) | (_, Probe::Tcp) => None,
+        (Some(tls), probe) => {
+            let alpn: &[u8] = match (probe, svc.protocol) {
+                (Probe::Http(_), config::UpstreamProtocol::HTTP1) => b"http/1.1",
+                _ => b"h2",
+            };
+            Some(Arc::new(TlsOrigin::with_alpn(&svc.name, tls, alpn)?))
+        }
     };
     let checker = Checker {
         interval: cfg.interval.get().max(Duration::from_millis(1)),
@@ -80,6 +87,7 @@ pub fn spawn(
         healthy_threshold: cfg.healthy_threshold.max(1),
         unhealthy_threshold: cfg.unhealthy_threshold.max(1),
         probe,
+        tls,
     };
     Ok(authorities
         .iter()
@@ -98,6 +106,8 @@ struct Checker {
     healthy_threshold: u32,
     unhealthy_threshold: u32,
     probe: Probe,
+    /// The service's TLS settings (HTTP and gRPC checks of a `tls` service).
+    tls: Option<Arc<TlsOrigin>>,
 }
 
 impl Checker {
@@ -137,56 +147,52 @@ impl Checker {
         let stream = TcpStream::connect(authority.as_str())
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let (uri, host, expected) = match &self.probe {
-            Probe::Tcp => return Ok(()),
-            Probe::Grpc(probe) => return probe.check(stream, authority).await,
-            Probe::Http {
-                uri,
-                host,
-                expected,
-            } => (uri, host, expected),
-        };
+        if matches!(self.probe, Probe::Tcp) {
+            return Ok(());
+        }
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        // The connection is driven by its own task, aborted when the check ends
-        // (which closes the connection, answered or not).
-        let driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
-        let host = match host {
-            Some(h) => h.clone(),
-            None => HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?,
+        let Some(origin) = &self.tls else {
+            return self.probe(stream, authority, Scheme::HTTP, false).await;
         };
-        let req = Request::get(uri.clone())
-            .header(HOST, host)
-            .header(USER_AGENT, "meshgate-health")
-            .header(CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let status = sender
-            .send_request(req)
+        let tls = origin
+            .handshake(stream, authority.host())
             .await
-            .map_err(|e| format!("request: {e}"))?
-            .status()
-            .as_u16();
-        drop(driver);
-        let pass = if expected.is_empty() {
-            (200..400).contains(&status)
-        } else {
-            expected.contains(&status)
-        };
-        if pass {
-            Ok(())
-        } else {
-            Err(format!("status {status}"))
+            .map_err(|e| format!("TLS handshake: {}", e.source))?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.probe(tls, authority, Scheme::HTTPS, h2).await
+    }
+
+    /// Runs the HTTP or gRPC probe over `io`; `h2` when ALPN chose HTTP/2.
+    async fn probe(
+        &self,
+        io: impl Io,
+        authority: &Authority,
+        scheme: Scheme,
+        h2: bool,
+    ) -> Result<(), String> {
+        match &self.probe {
+            Probe::Tcp => Ok(()),
+            Probe::Http(probe) => probe.check(io, authority, scheme, h2).await,
+            Probe::Grpc(probe) => probe.check(io, authority, scheme).await,
         }
     }
 }
 
-/// Aborts a connection's driver task when the check that owns it ends.
+/// Aborts a connection's driver task when the check that owns it ends (which
+/// closes the connection, answered or not).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Drives `conn` in its own task until the returned guard is dropped.
+    fn drive<C>(conn: C) -> Self
+    where
+        C: Future + Send + 'static,
+    {
+        AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }))
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -122,11 +122,14 @@ impl Upstream {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        if endpoints.is_empty() {
-            return Err(format!("service {:?} has no endpoints", svc.name));
+        // A service may have no endpoints (its discovery found none): it is built,
+        // and every pick fails with `NoHealthyUpstream` (503) instead of the whole
+        // config being refused. The balancer needs one entry; `pick` never asks it.
+        let mut weights: Vec<u32> = svc.endpoints.iter().map(|e| e.weight.max(1)).collect();
+        let mut ids: Vec<&str> = svc.endpoints.iter().map(|e| e.address.as_str()).collect();
+        if weights.is_empty() {
+            (weights, ids) = (vec![1], vec![""]);
         }
-        let weights: Vec<u32> = svc.endpoints.iter().map(|e| e.weight.max(1)).collect();
-        let ids: Vec<&str> = svc.endpoints.iter().map(|e| e.address.as_str()).collect();
         let balancer = Balancer::new_with_ids(svc.load_balancer.policy, &weights, &ids);
         let name: Arc<str> = svc.name.as_str().into();
         let label = metrics.service(&name);
@@ -145,7 +148,7 @@ impl Upstream {
             if let Some(check) = &svc.health_check {
                 let authorities: Vec<Authority> =
                     endpoints.iter().map(|e| e.authority.clone()).collect();
-                tasks = health::spawn(check, &health, &authorities)?;
+                tasks = health::spawn(svc, check, &health, &authorities)?;
             }
             if let Some(o) = &outlier {
                 tasks.push(tokio::spawn(o.clone().sweep(health.clone())).abort_handle());
@@ -241,6 +244,9 @@ impl Upstream {
     /// with `panicMode` any endpoint is used (Envoy's panic mode), else the request
     /// fails with `NoHealthyUpstream`.
     pub fn pick(&self, hash: Option<u64>, avoid: Option<usize>) -> Result<usize, ProxyError> {
+        if self.endpoints.is_empty() {
+            return Err(ProxyError::NoHealthyUpstream);
+        }
         let first = self.balancer.pick(&self.loads, hash);
         if !self.health.guarded {
             return Ok(self.avoiding(first, avoid));

@@ -15,10 +15,12 @@ use crate::access_log::AccessRecord;
 mod histogram;
 mod labels;
 mod route;
+mod tls;
 
 pub use labels::*;
 use route::NONE;
 pub use route::{RouteMetrics, method_label, status_class};
+pub use tls::{TlsFailure, TlsFailureLabels, TlsHandshakeFailures};
 
 type Histograms<L> = Family<L, LatencyHistogram>;
 pub use histogram::LatencyHistogram;
@@ -52,6 +54,8 @@ pub struct Metrics {
     pub mirror_compared: Family<RouteLabel, Counter>,
     pub l4_connections: Family<L4Labels, Counter>,
     pub l4_bytes: Family<L4BytesLabels, Counter>,
+    /// Failed TLS handshakes of `HTTPS` listeners, by listener and reason.
+    pub tls_handshake_failures: TlsHandshakeFailures,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -222,6 +226,8 @@ impl Metrics {
             l4_bytes.clone(),
         );
         Metrics {
+            // Before `registry: r`, which moves the registry.
+            tls_handshake_failures: TlsHandshakeFailures::register(&mut r),
             l4_connections,
             l4_bytes,
             mirror_requests,

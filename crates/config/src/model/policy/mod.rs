@@ -5,6 +5,7 @@
 
 mod authorize;
 mod basic_auth;
+mod client_cert;
 mod cors;
 mod ext_authz;
 mod jwt;
@@ -13,6 +14,7 @@ mod rate_limit;
 
 pub use authorize::*;
 pub use basic_auth::*;
+pub use client_cert::*;
 pub use cors::*;
 pub use ext_authz::*;
 pub use jwt::*;
@@ -69,6 +71,8 @@ pub struct Policy {
     pub rate_limit: Option<RateLimitPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<ClientCertPolicy>,
 }
 
 /// Policy kinds.
@@ -94,11 +98,14 @@ pub enum PolicyType {
     RateLimit,
     /// Cross-origin resource sharing: preflights answered here, response headers added.
     Cors,
+    /// Authenticate a consumer by the client certificate the listener verified
+    /// (401 without one, 403 when it is not allowed).
+    ClientCert,
 }
 
 impl PolicyType {
     /// Every kind, in declaration order.
-    pub const ALL: [PolicyType; 10] = [
+    pub const ALL: [PolicyType; 11] = [
         PolicyType::ApiKey,
         PolicyType::IpAccess,
         PolicyType::RequestLimits,
@@ -109,6 +116,7 @@ impl PolicyType {
         PolicyType::Authorize,
         PolicyType::RateLimit,
         PolicyType::Cors,
+        PolicyType::ClientCert,
     ];
 
     /// Policies that establish who the caller is.
@@ -120,6 +128,7 @@ impl PolicyType {
                 | PolicyType::Jwt
                 | PolicyType::Oidc
                 | PolicyType::ExtAuthz
+                | PolicyType::ClientCert
         )
     }
 }
@@ -138,6 +147,7 @@ impl Policy {
             PolicyType::Authorize => self.authorize.is_some(),
             PolicyType::RateLimit => self.rate_limit.is_some(),
             PolicyType::Cors => self.cors.is_some(),
+            PolicyType::ClientCert => self.client_cert.is_some(),
         }
     }
 }
@@ -156,6 +166,7 @@ impl PolicyType {
             PolicyType::Authorize => "authorize",
             PolicyType::RateLimit => "rateLimit",
             PolicyType::Cors => "cors",
+            PolicyType::ClientCert => "clientCert",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod authorize;
 mod basic_auth;
+mod client_cert;
 mod cors;
 mod ext_authz;
 mod jwt;
@@ -66,6 +67,9 @@ pub(super) fn check(config: &Config, issues: &mut Issues) {
         }
         if let Some(c) = &p.cors {
             cors::check(&format!("{at}.cors"), c, config, issues);
+        }
+        if let Some(c) = &p.client_cert {
+            client_cert::check(&format!("{at}.clientCert"), c, config, issues);
         }
         if let Some(k) = &p.api_key {
             for (field, name) in [

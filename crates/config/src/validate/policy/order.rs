@@ -8,6 +8,7 @@ use crate::model::{Policy, PolicyType, RateLimitKey};
 use crate::validate::Issues;
 
 pub(crate) fn warnings(config: &Config, issues: &mut Issues) {
+    super::client_cert::warnings(config, issues);
     let find = |name: &str| config.policies.iter().find(|p| p.name == name);
     for (ri, r) in config.routes.iter().enumerate() {
         // The route's pipeline on each listener it is served on: listener policies first.

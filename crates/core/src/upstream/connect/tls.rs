@@ -53,28 +53,47 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 impl TlsOrigin {
-    /// Reads the files of `tls` and builds the rustls client config. Errors name
-    /// the setting and the file (the caller adds the service).
+    /// Reads the files of `tls` and builds the rustls client config, with ALPN
+    /// from `protocol`. Errors name the setting and the file (the caller adds the
+    /// service).
     pub fn load(
         service: &str,
         tls: &config::UpstreamTls,
         protocol: config::UpstreamProtocol,
+    ) -> Result<Self, String> {
+        if tls.insecure_skip_verify {
+            tracing::warn!(
+                service,
+                "tls.insecureSkipVerify: the endpoints' certificates are NOT verified; \
+                 anyone on the path can read and change this service's traffic"
+            );
+        }
+        Self::with_alpn(
+            service,
+            tls,
+            match protocol {
+                config::UpstreamProtocol::HTTP1 => b"http/1.1",
+                config::UpstreamProtocol::HTTP2 => b"h2",
+            },
+        )
+    }
+
+    /// Like [`TlsOrigin::load`] but offering ALPN `alpn` whatever the service's
+    /// protocol, and without repeating the `insecureSkipVerify` warning: for the
+    /// active health checks (a gRPC check needs `h2` on an `HTTP1` service too).
+    pub fn with_alpn(
+        service: &str,
+        tls: &config::UpstreamTls,
+        alpn: &[u8],
     ) -> Result<Self, String> {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("tls: {e}"))?;
         let builder = match (&tls.ca_file, tls.insecure_skip_verify) {
-            (_, true) => {
-                tracing::warn!(
-                    service,
-                    "tls.insecureSkipVerify: the endpoints' certificates are NOT verified; \
-                     anyone on the path can read and change this service's traffic"
-                );
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            }
+            (_, true) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
             (Some(ca), false) => builder.with_root_certificates(roots(ca)?),
             (None, false) => {
                 return Err("tls: set caFile or insecureSkipVerify".to_owned());
@@ -93,10 +112,7 @@ impl TlsOrigin {
             }
             _ => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![match protocol {
-            config::UpstreamProtocol::HTTP1 => b"http/1.1".to_vec(),
-            config::UpstreamProtocol::HTTP2 => b"h2".to_vec(),
-        }];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let server_name = match &tls.server_name {
             Some(name) => Some(
                 ServerName::try_from(name.clone())

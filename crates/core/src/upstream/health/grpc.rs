@@ -1,5 +1,6 @@
 //! The gRPC health check: one unary `grpc.health.v1.Health/Check` per check on a
-//! fresh h2c connection (so connecting and the HTTP/2 handshake are tested too).
+//! fresh HTTP/2 connection (so connecting and the HTTP/2 handshake are tested
+//! too): h2c (prior knowledge), or TLS with ALPN `h2` on a service with `tls`.
 //!
 //! The two messages are tiny, so they are encoded by hand rather than generated:
 //! `HealthCheckRequest { string service = 1; }` and
@@ -11,14 +12,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderName, TE, USER_AGENT};
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshgate_config as config;
-use tokio::net::TcpStream;
 
-use super::AbortOnDrop;
+use super::{AbortOnDrop, Io};
 
 const PATH: &str = "/grpc.health.v1.Health/Check";
 /// Largest answer read: a HealthCheckResponse is a handful of bytes.
@@ -46,23 +46,22 @@ impl GrpcProbe {
         })
     }
 
-    /// One check on `stream`, already connected to the endpoint.
+    /// One check over `io`, already connected to the endpoint (`scheme` is
+    /// `https` over TLS).
     pub(super) async fn check(
         &self,
-        stream: TcpStream,
+        io: impl Io,
         endpoint: &Authority,
+        scheme: Scheme,
     ) -> Result<(), String> {
-        let _ = stream.set_nodelay(true);
         let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
                 .await
                 .map_err(|e| format!("h2 handshake: {e}"))?;
-        let _driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
+        let _driver = AbortOnDrop::drive(conn);
         let authority = self.authority.as_ref().unwrap_or(endpoint);
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(scheme)
             .authority(authority.clone())
             .path_and_query(PATH)
             .build()
