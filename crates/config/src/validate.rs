@@ -9,6 +9,7 @@
 //! appear in a document written in that order; no sorting is needed.
 
 mod compression;
+mod discovery;
 mod error_response;
 mod l4;
 mod listener_tls;
@@ -48,6 +49,7 @@ impl Issues {
 pub(crate) fn warnings(config: &Config) -> Vec<Issue> {
     let mut issues = Issues::default();
     policy::warnings(config, &mut issues);
+    discovery::warnings(config, &mut issues);
     issues.0
 }
 
@@ -76,6 +78,9 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
     for (i, s) in config.services.iter().enumerate() {
         known.check_name(Kind::Service, i, &mut issues);
         service::check(s, &format!("services[{i}]"), &mut issues);
+        if let Some(d) = &s.discovery {
+            discovery::check(d, &format!("services[{i}]"), &mut issues);
+        }
         if let Some(t) = &s.tls {
             upstream_tls::check(&format!("services[{i}].tls"), t, config, &mut issues);
         }

@@ -74,7 +74,7 @@ const TABLE: &[(&str, &str)] = &[
         services:
           - name: s
         ",
-        "t.yaml:2:5: services[0]: missing field `endpoints`",
+        "t.yaml:2:5: services[0].endpoints: must list at least one endpoint",
     ),
     // ---- names and references ----
     (

@@ -3,6 +3,7 @@
 //! unknown fields; every default is explicit here and in docs/configuration.md.
 
 mod compression;
+mod discovery;
 mod error_response;
 mod filter;
 mod l4;
@@ -17,6 +18,7 @@ mod service;
 mod upstream_tls;
 
 pub use compression::*;
+pub use discovery::*;
 pub use error_response::*;
 pub use filter::*;
 pub use l4::*;

@@ -14,8 +14,15 @@ use crate::Duration;
 pub struct Service {
     /// Unique name, referenced by `routes[].backendRefs[].name`.
     pub name: String,
-    /// Static endpoints: `host:port` strings or `{address, weight}` objects.
+    /// Static endpoints: `host:port` strings or `{address, weight}` objects. At
+    /// least one, unless `discovery` is set (then they are served only until
+    /// discovery has an answer, and where nothing discovers: `meshgate run`).
+    #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// Endpoints discovered by the control plane: registered instances or DNS.
+    /// Once found they replace `endpoints`. Absent: static endpoints only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<super::Discovery>,
     /// How an endpoint is chosen per request.
     #[serde(default)]
     pub load_balancer: LoadBalancer,

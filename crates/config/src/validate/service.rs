@@ -16,7 +16,8 @@ const MAX_IDLE_PER_ENDPOINT: usize = 100_000;
 
 /// Checks one service at `base` (`services[i]`).
 pub(super) fn check(s: &Service, base: &str, issues: &mut Issues) {
-    if s.endpoints.is_empty() {
+    // With discovery, the endpoints come from the control plane.
+    if s.endpoints.is_empty() && s.discovery.is_none() {
         issues.add(
             format!("{base}.endpoints"),
             "must list at least one endpoint",
