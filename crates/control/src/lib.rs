@@ -3,8 +3,12 @@
 //! each proxy runs, keeps a service registry, and lets operators plan, apply and
 //! roll back.
 
+pub mod client;
+pub mod config;
 pub mod discovery;
+pub mod plan;
 pub mod proto;
+pub mod registrar;
 pub mod server;
 pub mod snapshot;
 pub mod store;

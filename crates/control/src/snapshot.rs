@@ -54,25 +54,26 @@ pub fn source_name(snapshot: &Snapshot) -> String {
 pub enum OpenError {
     #[error("{0}")]
     Invalid(#[from] meshgate_config::ConfigErrors),
-    #[error("endpoints for service {0:?}, which the config does not declare")]
-    UnknownService(String),
 }
 
 /// Parses and validates a snapshot into the config a proxy applies.
 pub fn open(snapshot: &Snapshot) -> Result<Config, OpenError> {
     let mut config = meshgate_config::parse_str(&snapshot.config_yaml, &source_name(snapshot))?;
-    overlay(&mut config, &snapshot.endpoints)?;
+    overlay(&mut config, &snapshot.endpoints);
     Ok(config)
 }
 
-/// Replaces the endpoints of each service named in `endpoints`.
-pub fn overlay(config: &mut Config, endpoints: &[ServiceEndpoints]) -> Result<(), OpenError> {
+/// Replaces the endpoints of each service named in `endpoints`. Entries for a
+/// service the document does not declare are skipped: discovery follows config
+/// changes a moment behind, so a snapshot built right after a service was removed
+/// may still carry its endpoints, and refusing it for that would be a false NACK
+/// (one that could even trigger an automatic rollback).
+pub fn overlay(config: &mut Config, endpoints: &[ServiceEndpoints]) {
     for found in endpoints {
-        let service = config
-            .services
-            .iter_mut()
-            .find(|s| s.name == found.service)
-            .ok_or_else(|| OpenError::UnknownService(found.service.clone()))?;
+        let Some(service) = config.services.iter_mut().find(|s| s.name == found.service) else {
+            tracing::debug!(service = %found.service, "endpoints for an undeclared service skipped");
+            continue;
+        };
         service.endpoints = found
             .endpoints
             .iter()
@@ -82,7 +83,6 @@ pub fn overlay(config: &mut Config, endpoints: &[ServiceEndpoints]) -> Result<()
             })
             .collect();
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -132,9 +132,10 @@ mod tests {
         assert_eq!(config.services[0].endpoints[0].address, "10.0.0.1:80");
         assert_eq!(config.services[0].endpoints[0].weight, 3);
 
+        // A service the document no longer declares (discovery a moment behind).
         found.insert("ghost".into(), vec![]);
-        let err = open(&build(&revision(DOC), &found)).unwrap_err();
-        assert!(err.to_string().contains("ghost"), "{err}");
+        let config = open(&build(&revision(DOC), &found)).unwrap();
+        assert_eq!(config.services.len(), 1);
 
         let err = open(&build(
             &revision("services: [{name: x}]\n"),

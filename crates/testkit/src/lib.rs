@@ -3,6 +3,8 @@
 
 mod backend;
 pub mod certs;
+pub mod dnsmasq;
+pub mod etcd;
 pub mod jwt;
 pub mod oidc;
 pub mod otlp;

@@ -8,6 +8,7 @@
 //! proxies connected to all of them.
 
 pub mod embedded;
+pub mod etcd;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

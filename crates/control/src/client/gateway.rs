@@ -1,0 +1,120 @@
+//! A gateway fed by the control plane (`meshgate gateway --control …`). It starts
+//! from the last-good cache when there is one — so it serves even while the
+//! control plane is unreachable — and otherwise from the first snapshot it
+//! receives (a gateway needs a config to start: its listeners, access log and
+//! tracing come from it). Either way it then follows the control plane.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use meshgate_config::Config;
+use meshgate_core::Gateway;
+use meshgate_core::filter::PolicyCompiler;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use super::{Apply, ClientError, ProxyClient, Settings, cache};
+
+impl Apply for Gateway {
+    fn apply(&self, config: Config) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            Gateway::apply(self, config)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// A running gateway and the client feeding it. Dropping it stops the client;
+/// the gateway lives as long as its `Arc`.
+pub struct FedGateway {
+    pub gateway: Arc<Gateway>,
+    /// The snapshot version being served.
+    pub applied: watch::Receiver<Option<String>>,
+    client: JoinHandle<()>,
+}
+
+impl FedGateway {
+    /// Stops following the control plane and drains the gateway.
+    pub async fn shutdown(self) {
+        self.client.abort();
+        self.gateway.shutdown().await;
+    }
+}
+
+impl Drop for FedGateway {
+    fn drop(&mut self) {
+        self.client.abort();
+    }
+}
+
+/// Starts a gateway from the last-good cache in `settings.data_dir`, or else from
+/// the first snapshot that starts (those that do not are NACKed), and keeps it
+/// following the control plane. Waits as long as it takes for that first
+/// snapshot; wrap it in a timeout to give up.
+pub async fn start_gateway(
+    settings: Settings,
+    compiler: Arc<dyn PolicyCompiler>,
+) -> Result<FedGateway, ClientError> {
+    let mut client = ProxyClient::new(settings)?;
+    let target = Arc::new(Lazy {
+        compiler,
+        gateway: Mutex::new(None),
+        started: watch::channel(None).0,
+    });
+    let data_dir = client.settings.data_dir.clone();
+    match cache::last_good(&data_dir) {
+        Some((snapshot, config)) => match target.apply(config).await {
+            Ok(()) => {
+                tracing::info!(version = %snapshot.version, "started from the last-good snapshot");
+                client = client.serving(snapshot);
+            }
+            Err(e) => tracing::warn!(version = %snapshot.version, error = %e,
+                "cannot start from the last-good snapshot; waiting for the control plane"),
+        },
+        None => tracing::info!(dir = %data_dir.display(),
+            "no last-good snapshot; waiting for the control plane"),
+    }
+    let applied = client.applied();
+    let mut started = target.started.subscribe();
+    let client = tokio::spawn(client.run(target.clone()));
+    let gateway = match started.wait_for(Option::is_some).await {
+        Ok(g) => g.clone(),
+        Err(_) => None,
+    };
+    let Some(gateway) = gateway else {
+        client.abort();
+        return Err(ClientError::Stopped);
+    };
+    Ok(FedGateway {
+        gateway,
+        applied,
+        client,
+    })
+}
+
+/// Starts the gateway with the first config it is given, applies later ones.
+struct Lazy {
+    compiler: Arc<dyn PolicyCompiler>,
+    gateway: Mutex<Option<Arc<Gateway>>>,
+    started: watch::Sender<Option<Arc<Gateway>>>,
+}
+
+impl Apply for Lazy {
+    fn apply(&self, config: Config) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let mut gateway = self.gateway.lock().await;
+            if let Some(g) = &*gateway {
+                return Gateway::apply(g, config).await.map_err(|e| e.to_string());
+            }
+            let g = Arc::new(
+                Gateway::start(config, self.compiler.clone())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            *gateway = Some(g.clone());
+            self.started.send_replace(Some(g));
+            Ok(())
+        })
+    }
+}
