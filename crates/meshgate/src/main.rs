@@ -1,8 +1,11 @@
 //! The meshgate binary: parses the command line and hands off to a role.
 //! Thin by design; the work lives in the library crates.
 
+mod control;
 mod demo;
 mod explain;
+mod gateway;
+mod operator;
 mod run;
 mod watch;
 
@@ -62,6 +65,17 @@ enum Command {
     },
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Run a control plane (`-c control.yaml`): config store, gRPC API over TLS
+    /// for proxies and operators.
+    Control {
+        /// Control-plane config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run a gateway fed by a control plane (last-good cache in --data-dir).
+    Gateway(gateway::Args),
+    #[command(flatten)]
+    Operator(operator::Command),
     /// API key tools.
     Keys {
         #[command(subcommand)]
@@ -146,6 +160,9 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Password,
         } => password_hash(),
+        Command::Operator(command) => operator::run(command),
+        Command::Control { config } => control::run(&config),
+        Command::Gateway(args) => gateway::run(args),
         Command::Schema => {
             println!("{}", meshgate_config::json_schema());
             ExitCode::SUCCESS
