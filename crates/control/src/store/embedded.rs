@@ -34,7 +34,6 @@ pub struct EmbeddedStore {
 /// Live leases: id → (instance key, deadline, ttl).
 #[derive(Default)]
 struct Leases {
-    next: u64,
     by_id: HashMap<String, Lease>,
 }
 
@@ -171,8 +170,9 @@ impl Store for EmbeddedStore {
                 leases.by_id.retain(|_, l| {
                     !(l.service == instance.service && l.instance == instance.instance)
                 });
-                leases.next += 1;
-                let id = format!("{:x}-{}", now_ms(), leases.next);
+                // Unguessable: a registrar may only heartbeat or remove a lease it
+                // was given, and the id is the only proof it has.
+                let id = random_id()?;
                 leases.by_id.insert(
                     id.clone(),
                     Lease {
@@ -293,6 +293,16 @@ async fn sweep(store: Weak<EmbeddedStore>) {
             }
         });
     }
+}
+
+/// 128 bits from the system's secure random generator, in hex.
+fn random_id() -> Result<String, StoreError> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| StoreError::Io(std::io::Error::other("system random generator failed")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn version_of(path: &Path) -> Option<u64> {
