@@ -9,6 +9,7 @@ pub mod body;
 pub mod compress;
 mod error_page;
 pub mod filter;
+pub mod identity;
 pub mod l4;
 pub mod proxy;
 pub mod reload;

@@ -1,0 +1,4 @@
+//! meshgate's service mesh (east-west): workload identities (SPIFFE X.509-SVIDs)
+//! issued by the control plane's CA and rotated at half-life, the sidecar that
+//! puts them to work (inbound mTLS termination, outbound mTLS origination), and
+//! transparent interception of an unmodified application's traffic.
