@@ -1,13 +1,16 @@
 //! `meshgate control -c control.yaml`: the control plane as a process. Loads its
 //! config ([`meshgate_control::config`]), opens the store (embedded or etcd),
 //! applies the bootstrap document when the store is empty, serves the gRPC API
-//! over TLS and the optional admin endpoint ([`admin`]), and stops on
-//! SIGTERM/SIGINT.
+//! over TLS and the optional admin endpoint ([`admin`], with the config REST
+//! API of [`config_api`]), and stops gracefully on SIGTERM/SIGINT: config
+//! streams end (proxies reconnect, here once it is back or to another replica),
+//! calls in flight finish, bounded by [`STOP_TIMEOUT`].
 //!
 //! On start it prints (stdout) where it listens and, with a generated CA, the CA
 //! file proxies and operators pass as `--control-ca`.
 
 mod admin;
+mod config_api;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,6 +25,10 @@ use meshgate_control::store::{NewRevision, Store, StoreError};
 use tonic::transport::Identity;
 
 use crate::run::{init_tracing, runtime};
+use crate::signals::shutdown_signal;
+
+/// How long a stop waits for connections to close before cutting them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(path: &Path) -> ExitCode {
     init_tracing();
@@ -103,15 +110,20 @@ async fn serve(
         }
     };
     let local = listener.local_addr().unwrap_or(config.listen);
-    let metrics = options.auto_rollback.as_ref().map(|a| a.metrics.clone());
     let cp = ControlPlane::start(store, options);
     let identity = Identity::from_pem(identity.cert_pem, identity.key_pem);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut grpc = {
         let cp = cp.clone();
-        tokio::spawn(async move { cp.serve(listener, identity).await })
+        tokio::spawn(async move {
+            let signal = async move {
+                let _ = stopped.await;
+            };
+            cp.serve_with_shutdown(listener, identity, signal).await
+        })
     };
     let admin = match &config.admin {
-        Some(a) => match admin::serve(a.listen, cp.clone(), metrics.unwrap_or_default()).await {
+        Some(a) => match admin::serve(a.listen, cp.clone()).await {
             Ok(server) => Some(server),
             Err(e) => {
                 eprintln!("admin endpoint on {}: {e}", a.listen);
@@ -127,8 +139,17 @@ async fn serve(
     tracing::info!(%replica, address = %local, "control plane serving");
     tokio::select! {
         signal = shutdown_signal() => {
-            tracing::info!(signal, "stopping");
-            grpc.abort();
+            tracing::info!(signal, "stopping: ending the config streams");
+            let _ = stop.send(());
+            match tokio::time::timeout(STOP_TIMEOUT, &mut grpc).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the gRPC server failed while stopping"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "the gRPC server failed while stopping"),
+                Err(_) => {
+                    tracing::warn!(timeout = ?STOP_TIMEOUT, "connections still open; closing them");
+                    grpc.abort();
+                }
+            }
             if let Some(a) = admin {
                 a.shutdown().await;
             }
@@ -186,21 +207,5 @@ async fn bootstrap(store: &dyn Store, file: &Path) -> Result<(), BootstrapError>
         // Another replica bootstrapped first: its version stands.
         Err(StoreError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Waits for SIGTERM or SIGINT; returns its name.
-pub async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return "ctrl-c";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
     }
 }

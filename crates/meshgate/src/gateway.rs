@@ -11,8 +11,8 @@
 //! ADDR|off` (the gateway's own admin API). A snapshot naming no such listener is
 //! taken as it is, with a warning.
 //!
-//! This wires [`meshgate_control::client::ProxyClient`] and the last-good cache
-//! itself (rather than `client::start_gateway`) to apply those overrides.
+//! The overrides are the [`client::Transform`] given to
+//! [`client::start_gateway_with`], which does the rest (last-good cache, client).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,17 +20,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use meshgate_config::Config;
-use meshgate_control::client::{self, Apply, Backoff, ProxyClient, Settings};
+use meshgate_control::client::{self, Backoff, Settings};
 use meshgate_control::proto::v1::ProxyIdentity;
-use meshgate_core::filter::PolicyCompiler;
 use meshgate_core::{Gateway, Reloader};
-use tokio::sync::{Mutex, watch};
 
-use crate::control::shutdown_signal;
 use crate::run::{init_tracing, runtime};
-
-/// What `Apply::apply` returns (futures-util's `BoxFuture`, spelled out).
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+use crate::signals::shutdown_signal;
 
 /// The command line of `meshgate gateway`.
 #[derive(clap::Args, Debug)]
@@ -95,7 +90,7 @@ struct Overrides {
 }
 
 impl Overrides {
-    fn apply(&self, mut config: Config) -> Config {
+    fn apply(&self, config: &mut Config) {
         for (name, addr) in &self.listen {
             match config.listeners.iter_mut().find(|l| &l.name == name) {
                 Some(l) => l.address = *addr,
@@ -112,7 +107,6 @@ impl Overrides {
             }
             None => {}
         }
-        config
     }
 }
 
@@ -164,53 +158,29 @@ pub fn run(args: Args) -> ExitCode {
 
 async fn serve(settings: Settings, overrides: Overrides) -> ExitCode {
     let source = format!("control plane {}", settings.control);
-    let mut client = match ProxyClient::new(settings.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let target = Arc::new(Fed {
-        compiler: meshgate_policy::Policies::compiler(),
-        overrides,
-        gateway: Mutex::new(None),
-        started: watch::channel(None).0,
-    });
-    match client::last_good(&settings.data_dir) {
-        Some((snapshot, config)) => match target.apply(config).await {
-            Ok(()) => {
-                tracing::info!(version = %snapshot.version, "started from the last-good snapshot");
-                client = client.serving(snapshot);
+    let transform: client::Transform = Arc::new(move |config: &mut Config| overrides.apply(config));
+    let started =
+        client::start_gateway_with(settings, meshgate_policy::Policies::compiler(), transform);
+    let fed = tokio::select! {
+        fed = started => match fed {
+            Ok(fed) => fed,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
             }
-            Err(e) => tracing::warn!(version = %snapshot.version, error = %e,
-                "cannot start from the last-good snapshot; waiting for the control plane"),
         },
-        None => tracing::info!(dir = %settings.data_dir.display(),
-            "no last-good snapshot; waiting for the control plane"),
-    }
-    let mut started = target.started.subscribe();
-    let follower = tokio::spawn(client.run(target.clone()));
-    let first = tokio::select! {
-        g = started.wait_for(Option::is_some) => g.ok().and_then(|g| g.clone()),
         signal = shutdown_signal() => {
             tracing::info!(signal, "stopped before any config arrived");
-            follower.abort();
             return ExitCode::SUCCESS;
         }
     };
-    let Some(gateway) = first else {
-        eprintln!("the control-plane client stopped before a config arrived");
-        return ExitCode::FAILURE;
-    };
-    let admin = start_admin(&gateway, &source).await;
+    let admin = start_admin(&fed.gateway, &source).await;
     let signal = shutdown_signal().await;
     tracing::info!(signal, "draining");
-    follower.abort();
     if let Some(admin) = admin {
         admin.shutdown().await;
     }
-    gateway.shutdown().await;
+    fed.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -233,34 +203,5 @@ async fn start_admin(gateway: &Arc<Gateway>, source: &str) -> Option<meshgate_ad
                 "cannot serve the admin API; serving traffic without it");
             None
         }
-    }
-}
-
-/// Starts the gateway with the first config it is given (after the overrides),
-/// applies later ones to it; what the control-plane client applies to.
-struct Fed {
-    compiler: Arc<dyn PolicyCompiler>,
-    overrides: Overrides,
-    gateway: Mutex<Option<Arc<Gateway>>>,
-    started: watch::Sender<Option<Arc<Gateway>>>,
-}
-
-impl Apply for Fed {
-    fn apply(&self, config: Config) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            let config = self.overrides.apply(config);
-            let mut gateway = self.gateway.lock().await;
-            if let Some(g) = &*gateway {
-                return g.apply(config).await.map_err(|e| e.to_string());
-            }
-            let g = Arc::new(
-                Gateway::start(config, self.compiler.clone())
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-            *gateway = Some(g.clone());
-            self.started.send_replace(Some(g));
-            Ok(())
-        })
     }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use meshgate_config::Config;
 use meshgate_core::{Gateway, Reloader};
 
+use crate::signals::shutdown_signal;
+
 pub fn run_file(path: &Path) -> ExitCode {
     init_tracing();
     match std::fs::read_to_string(path) {
@@ -131,21 +133,6 @@ pub fn runtime(workers: usize) -> Option<tokio::runtime::Runtime> {
     built
         .map_err(|e| eprintln!("cannot start the runtime: {e}"))
         .ok()
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return "ctrl-c";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
 
 pub fn init_tracing() {

@@ -8,226 +8,21 @@
 //! applied through one replica reaches the gateway of the other.
 
 mod common;
+mod control_support;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{BIN, Proc, TempDir};
-use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use common::{BIN, Proc};
+use control_support::{
+    ControlDir, GatewayNode, HttpClient, document, get, http_client, path, wait_serving,
+};
 use meshgate_testkit::Backend;
 use meshgate_testkit::etcd::Etcd;
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-const OPERATOR_TOKEN: &str = "op-secret-0123456789";
-const GATEWAY_TOKEN: &str = "gw-secret-0123456789";
-
-/// The document applied: `/version` answers `v<version>`, `/app` goes to `backend`.
-fn document(version: u32, backend: SocketAddr) -> String {
-    format!(
-        "accessLog: {{path: \"off\"}}
-admin: {{enabled: false}}
-listeners: [{{name: public, address: \"127.0.0.1:1\"}}]
-routes:
-  - name: version
-    matches: [{{path: {{type: Exact, value: /version}}}}]
-    filters: [{{type: DirectResponse, directResponse: {{status: 200, body: \"v{version}\"}}}}]
-  - name: app
-    matches: [{{path: {{type: PathPrefix, value: /app}}}}]
-    backendRefs: [{{name: svc}}]
-services:
-  - {{name: svc, endpoints: [\"{backend}\"]}}
-"
-    )
-}
-
-/// A control plane's directory: its config, token files, data dir, logs.
-struct ControlDir {
-    dir: TempDir,
-    config: PathBuf,
-    grpc: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl ControlDir {
-    fn new(tag: &str, replica: &str, store: &str) -> ControlDir {
-        let dir = TempDir::new(tag);
-        dir.write("operator.token", &format!("{OPERATOR_TOKEN}\n"));
-        dir.write("gateway.token", GATEWAY_TOKEN);
-        let grpc: SocketAddr = ([127, 0, 0, 1], meshgate_testkit::free_port()).into();
-        let admin: SocketAddr = ([127, 0, 0, 1], meshgate_testkit::free_port()).into();
-        let config = dir.write(
-            "control.yaml",
-            &format!(
-                "# meshgate control config
-listen: {grpc}
-dataDir: data
-replica: {replica}
-store: {store}
-tokens:
-  - {{name: ops, tokenFile: operator.token, scope: operator}}
-  - {{name: edge, tokenFile: gateway.token, scope: gateway}}
-admin: {{listen: {admin}}}
-"
-            ),
-        );
-        ControlDir {
-            dir,
-            config,
-            grpc,
-            admin,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://{}", self.grpc)
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path("data/ca/ca.pem")
-    }
-
-    /// Starts `meshgate control` and waits until its gRPC port listens.
-    async fn start(&self) -> Proc {
-        let mut cp = Proc::spawn(&self.dir, &["control", "-c", path(&self.config)]);
-        cp.wait_listening(self.grpc).await;
-        assert!(
-            cp.stdout_text().contains("--control-ca"),
-            "the CA is announced:\n{}",
-            cp.stdout_text()
-        );
-        cp
-    }
-
-    /// `meshgate <args> --control … --control-ca … --token-file <operator>`.
-    async fn operator(&self, args: &[&str]) -> String {
-        let token = self.dir.path("operator.token");
-        let out = tokio::process::Command::new(BIN)
-            .args(args)
-            .args(["--control", &self.url(), "--control-ca", path(&self.ca())])
-            .args(["--token-file", path(&token)])
-            .output()
-            .await
-            .expect("run the operator CLI");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "meshgate {args:?}: {}\n{text}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    }
-
-    /// Writes version `version` of the document and applies it with the CLI.
-    async fn apply(&self, version: u32, backend: SocketAddr) {
-        let file = self
-            .dir
-            .write(&format!("v{version}.yaml"), &document(version, backend));
-        let out = self.operator(&["apply", "-f", path(&file)]).await;
-        assert!(out.contains(&format!("version {version}")), "{out}");
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// One `meshgate gateway` process fed by a control plane.
-struct GatewayNode {
-    dir: TempDir,
-    node: String,
-    addr: SocketAddr,
-}
-
-impl GatewayNode {
-    fn new(node: &str) -> GatewayNode {
-        GatewayNode {
-            dir: TempDir::new(node),
-            node: node.to_owned(),
-            addr: ([127, 0, 0, 1], meshgate_testkit::free_port()).into(),
-        }
-    }
-
-    fn start(&self, cp: &ControlDir) -> Proc {
-        let listen = format!("public={}", self.addr);
-        let data = self.dir.path("data");
-        let token = cp.dir.path("gateway.token");
-        Proc::spawn(
-            &self.dir,
-            &[
-                "gateway",
-                "--control",
-                &cp.url(),
-                "--control-ca",
-                path(&cp.ca()),
-                "--token-file",
-                path(&token),
-                "--node-id",
-                &self.node,
-                "--data-dir",
-                path(&data),
-                "--listen",
-                &listen,
-                "--admin",
-                "off",
-            ],
-        )
-    }
-}
-
-async fn get(client: &HttpClient, url: &str) -> Option<String> {
-    let resp = client
-        .request(Request::get(url).body(Full::new(Bytes::new())).ok()?)
-        .await
-        .ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// Waits (bounded) until `gw` answers `/version` with `v<version>` and proxies
-/// `/app` to the backend.
-async fn wait_serving(client: &HttpClient, gw: &mut Proc, addr: SocketAddr, version: u32) {
-    let want = format!("v{version}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if get(client, &format!("http://{addr}/version"))
-            .await
-            .as_deref()
-            == Some(&want)
-        {
-            let app = get(client, &format!("http://{addr}/app/x")).await;
-            assert!(
-                app.as_deref()
-                    .is_some_and(|b| b.contains("\"backend\":\"app\"")),
-                "{app:?}"
-            );
-            return;
-        }
-        if let Some(status) = gw.child.try_wait().expect("try_wait") {
-            panic!("gateway exited ({status}):\n{}", gw.stderr_text());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{addr} never served {want}:\n{}",
-            gw.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateways_follow_the_control_plane_and_survive_its_outage() {
     let backend = Backend::start("app").await;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: HttpClient = http_client();
     let cp_dir = ControlDir::new("cp", "control-1", "{embedded: {keep: 5}}");
     let mut cp = cp_dir.start().await;
     let nodes = [GatewayNode::new("gw-1"), GatewayNode::new("gw-2")];
@@ -312,7 +107,7 @@ async fn gateways_follow_the_control_plane_and_survive_its_outage() {
 async fn a_change_through_one_etcd_replica_reaches_the_gateway_of_another() {
     let etcd = Etcd::start().await;
     let backend = Backend::start("app").await;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: HttpClient = http_client();
     let store = format!(
         "{{etcd: {{endpoints: [\"{}\"], prefix: /meshgate-test}}}}",
         etcd.endpoint()
@@ -347,7 +142,7 @@ async fn a_change_through_one_etcd_replica_reaches_the_gateway_of_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_document_is_version_one_and_config_errors_are_located() {
     let backend = Backend::start("app").await;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: HttpClient = http_client();
     let cp_dir = ControlDir::new("cp-boot", "control-1", "{embedded: {}}");
 
     // A typo in control.yaml: refused with file:line:col, nothing starts.

@@ -3,6 +3,8 @@
 //! control plane is unreachable — and otherwise from the first snapshot it
 //! receives (a gateway needs a config to start: its listeners, access log and
 //! tracing come from it). Either way it then follows the control plane.
+//! [`start_gateway_with`] rewrites each config first with a node-local
+//! [`Transform`] (`meshgate gateway --listen/--admin`).
 
 use std::sync::Arc;
 
@@ -48,17 +50,36 @@ impl Drop for FedGateway {
     }
 }
 
+/// A node-local change made to every config before it is applied (e.g. `meshgate
+/// gateway --listen NAME=ADDR`): every gateway of a fleet receives the same
+/// document, so what must differ per node is rewritten here.
+pub type Transform = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 /// Starts a gateway from the last-good cache in `settings.data_dir`, or else from
 /// the first snapshot that starts (those that do not are NACKed), and keeps it
 /// following the control plane. Waits as long as it takes for that first
-/// snapshot; wrap it in a timeout to give up.
+/// snapshot; wrap it in a timeout (or a `select!`) to give up — dropping the
+/// future stops the client.
 pub async fn start_gateway(
     settings: Settings,
     compiler: Arc<dyn PolicyCompiler>,
 ) -> Result<FedGateway, ClientError> {
+    start_gateway_with(settings, compiler, Arc::new(|_: &mut Config| {})).await
+}
+
+/// [`start_gateway`], with `transform` applied to every config (the cached one
+/// and each snapshot) before the gateway sees it. What is cached and reported
+/// is the snapshot as received, so the control plane's versions stay the same
+/// on every node.
+pub async fn start_gateway_with(
+    settings: Settings,
+    compiler: Arc<dyn PolicyCompiler>,
+    transform: Transform,
+) -> Result<FedGateway, ClientError> {
     let mut client = ProxyClient::new(settings)?;
     let target = Arc::new(Lazy {
         compiler,
+        transform,
         gateway: Mutex::new(None),
         started: watch::channel(None).0,
     });
@@ -77,13 +98,13 @@ pub async fn start_gateway(
     }
     let applied = client.applied();
     let mut started = target.started.subscribe();
-    let client = tokio::spawn(client.run(target.clone()));
+    // Aborted if this future is dropped before the first config arrives.
+    let mut client = AbortOnDrop(Some(tokio::spawn(client.run(target.clone()))));
     let gateway = match started.wait_for(Option::is_some).await {
         Ok(g) => g.clone(),
         Err(_) => None,
     };
-    let Some(gateway) = gateway else {
-        client.abort();
+    let (Some(gateway), Some(client)) = (gateway, client.0.take()) else {
         return Err(ClientError::Stopped);
     };
     Ok(FedGateway {
@@ -93,9 +114,22 @@ pub async fn start_gateway(
     })
 }
 
-/// Starts the gateway with the first config it is given, applies later ones.
+/// Aborts the task it holds when dropped.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the gateway with the first config it is given, applies later ones
+/// (each after the node's transform).
 struct Lazy {
     compiler: Arc<dyn PolicyCompiler>,
+    transform: Transform,
     gateway: Mutex<Option<Arc<Gateway>>>,
     started: watch::Sender<Option<Arc<Gateway>>>,
 }
@@ -103,6 +137,8 @@ struct Lazy {
 impl Apply for Lazy {
     fn apply(&self, config: Config) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
+            let mut config = config;
+            (self.transform)(&mut config);
             let mut gateway = self.gateway.lock().await;
             if let Some(g) = &*gateway {
                 return Gateway::apply(g, config).await.map_err(|e| e.to_string());

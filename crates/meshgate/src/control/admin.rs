@@ -1,10 +1,9 @@
-//! The control plane's admin endpoint (plain HTTP, no authentication — keep it
-//! on loopback or a management network): `/healthz`, `/readyz`, `/metrics`
-//! (Prometheus text) and `/proxies` (what `meshgate status` shows, as JSON).
-//!
-//! The gauges are computed from the store's proxy records at scrape time, so
-//! they need no bookkeeping on the stream path; the counters are the automatic
-//! rollback ones (`server::rollback`).
+//! The control plane's admin endpoint (plain HTTP): `/healthz`, `/readyz`,
+//! `/metrics` (the replica's one registry, `server::metrics`) and `/proxies`
+//! (what `meshgate status` shows, as JSON) without authentication — keep it on
+//! loopback or a management network — and the config changes of
+//! [`super::config_api`] (`/config`, `/plan`, `/versions`, `/rollback`), which
+//! need an operator token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,19 +14,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshgate_control::server::ControlPlane;
+use meshgate_control::server::metrics;
 use meshgate_control::server::operator::proxy_state;
-use meshgate_control::server::rollback::RollbackMetrics;
 use meshgate_control::store::ProxyRecord;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 #[derive(Clone)]
-struct AdminState {
-    cp: Arc<ControlPlane>,
-    rollbacks: RollbackMetrics,
+pub(super) struct AdminState {
+    pub(super) cp: Arc<ControlPlane>,
 }
 
 /// A running admin endpoint; `shutdown` stops it.
@@ -48,11 +43,7 @@ impl Admin {
     }
 }
 
-pub async fn serve(
-    address: SocketAddr,
-    cp: Arc<ControlPlane>,
-    rollbacks: RollbackMetrics,
-) -> std::io::Result<Admin> {
+pub async fn serve(address: SocketAddr, cp: Arc<ControlPlane>) -> std::io::Result<Admin> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
     let app = Router::new()
@@ -60,7 +51,8 @@ pub async fn serve(
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/metrics", get(metrics))
         .route("/proxies", get(proxies))
-        .with_state(AdminState { cp, rollbacks });
+        .merge(super::config_api::routes())
+        .with_state(AdminState { cp });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -113,59 +105,20 @@ async fn proxies(State(s): State<AdminState>) -> Response {
     .into_response()
 }
 
-/// `/metrics`: gauges from the proxy records plus the rollback counters.
+/// `/metrics`: every metric of the replica (`server::metrics`).
 async fn metrics(State(s): State<AdminState>) -> Response {
-    let records = match records(&s.cp).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let current = current_version(&s.cp);
-    let mut registry = Registry::default();
-    let version = Gauge::<i64>::default();
-    version.set(i64::try_from(current).unwrap_or(i64::MAX));
-    registry.register(
-        "meshgate_control_config_version",
-        "The current config version",
-        version,
-    );
-    let by_state = Family::<[(&'static str, &'static str); 1], Gauge>::default();
-    let streams = Gauge::<i64>::default();
-    for state in ["current", "behind", "rejected", "disconnected"] {
-        // Every state appears, at 0 when no proxy is in it.
-        let _ = by_state.get_or_create(&[("state", state)]);
-    }
-    for r in &records {
-        let state = if r.connected {
-            proxy_state(r, current)
-        } else {
-            "disconnected"
-        };
-        by_state.get_or_create(&[("state", state)]).inc();
-        if r.connected && r.replica == s.cp.options.replica {
-            streams.inc();
+    match metrics::render(&s.cp).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e @ metrics::RenderError::Store(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
         }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
-    registry.register(
-        "meshgate_control_proxies",
-        "Known proxies (every replica) by where they stand against the current version",
-        by_state,
-    );
-    registry.register(
-        "meshgate_control_streams",
-        "Proxy streams held by this replica",
-        streams,
-    );
-    s.rollbacks.register(&mut registry);
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }
