@@ -9,6 +9,7 @@
 mod auth;
 mod config;
 mod handlers;
+mod mesh_graph;
 mod openapi;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

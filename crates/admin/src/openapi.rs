@@ -44,6 +44,7 @@ pub(crate) fn api() -> OpenApiRouter<AdminState> {
         .routes(routes!(handlers::healthz))
         .routes(routes!(handlers::readyz))
         .routes(routes!(handlers::metrics))
+        .routes(routes!(crate::mesh_graph::mesh_graph))
         .routes(routes!(openapi_json));
     document_auth(api.get_openapi_mut());
     api

@@ -13,6 +13,9 @@ mod discovery;
 mod error_response;
 mod l4;
 mod listener_tls;
+mod mesh;
+mod mesh_authz;
+mod mesh_tls;
 mod mirror;
 mod names;
 mod policy;
@@ -85,9 +88,16 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
             upstream_tls::check(&format!("services[{i}].tls"), t, config, &mut issues);
         }
         upstream_tls::check_protocol(&format!("services[{i}]"), s, &mut issues);
+        if let Some(m) = &s.mesh {
+            mesh_tls::check_service(&format!("services[{i}]"), s, m, &mut issues);
+        }
     }
     policy::check(config, &mut issues);
     error_response::check(&config.error_responses, "errorResponses", &mut issues);
+    if let Some(m) = &config.mesh {
+        mesh::check(m, &mut issues);
+    }
+    mesh_authz::check(config, &mut issues);
     issues.0
 }
 
@@ -175,6 +185,9 @@ fn check_listeners(config: &Config, known: &Known<'_>, issues: &mut Issues) {
             );
         }
         check_listener_protocol(config, l, &format!("listeners[{i}]"), issues);
+        if let Some(m) = &l.mesh {
+            mesh_tls::check_listener(&format!("listeners[{i}]"), l, m, issues);
+        }
     }
 }
 

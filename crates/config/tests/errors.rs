@@ -17,7 +17,7 @@ const TABLE: &[(&str, &str)] = &[
         "
         listners: []
         ",
-        "t.yaml:1:1: listners: unknown field `listners`, expected one of runtime, accessLog, admin, reload, tracing, listeners, routes, services, policies, consumers, errorResponses",
+        "t.yaml:1:1: listners: unknown field `listners`, expected one of runtime, accessLog, admin, reload, tracing, listeners, routes, services, policies, consumers, errorResponses, mesh",
     ),
     (
         "

@@ -11,6 +11,7 @@
 //! [`tls`] makes the serving identity (a generated CA on first start, or the
 //! configured files).
 
+pub mod mesh;
 #[cfg(test)]
 mod tests;
 pub mod tls;
@@ -68,6 +69,10 @@ pub struct ControlConfig {
     /// `/metrics`, `/proxies`). Absent: not served.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The mesh CA issuing workload identities (see docs/mesh.md). Absent: the
+    /// defaults of [`mesh::MeshCaConfig`].
+    #[serde(default)]
+    pub mesh: mesh::MeshCaConfig,
 }
 
 /// The serving certificate of the gRPC API.
@@ -334,6 +339,7 @@ impl ControlConfig {
         if let Some(p) = &mut self.bootstrap {
             join(&mut p.value);
         }
+        self.mesh.resolve_paths(base);
         for t in &mut self.tokens {
             if let Some(p) = &mut t.value.token_file {
                 join(p);

@@ -10,5 +10,6 @@ pub mod plan;
 pub mod proto;
 pub mod registrar;
 pub mod server;
+pub mod sidecar;
 pub mod snapshot;
 pub mod store;

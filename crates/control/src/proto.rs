@@ -6,6 +6,12 @@ pub mod v1 {
     tonic::include_proto!("meshgate.control.v1");
 }
 
+/// The control-plane servers again, sending snapshots encoded once
+/// ([`crate::snapshot::EncodedSnapshot`]); see build.rs.
+pub mod wire {
+    include!(concat!(env!("OUT_DIR"), "/wire/meshgate.control.v1.rs"));
+}
+
 /// etcd's v3 API (the part meshgate uses).
 pub mod etcd {
     pub mod mvccpb {

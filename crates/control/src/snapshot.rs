@@ -85,6 +85,64 @@ pub fn overlay(config: &mut Config, endpoints: &[ServiceEndpoints]) {
     }
 }
 
+/// A snapshot as sent to proxies: its protobuf encoding, made once per snapshot
+/// and shared by every stream (the generated servers in `proto::wire` send this
+/// type where the protocol says `Snapshot`; the bytes are the same).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EncodedSnapshot(bytes::Bytes);
+
+impl EncodedSnapshot {
+    pub fn of(snapshot: &Snapshot) -> Self {
+        EncodedSnapshot(prost::Message::encode_to_vec(snapshot).into())
+    }
+}
+
+impl prost::Message for EncodedSnapshot {
+    fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    // Only ever sent, never received: a decoder would skip every field.
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0 = bytes::Bytes::new();
+    }
+}
+
+/// Encodings of the snapshots being sent, one per snapshot (keyed by the `Arc`,
+/// not the version: sidecar snapshots of different services can share a version
+/// string). Entries go when their snapshot is dropped.
+#[derive(Default)]
+pub struct EncodeCache(std::sync::Mutex<Vec<(std::sync::Weak<Snapshot>, EncodedSnapshot)>>);
+
+impl EncodeCache {
+    /// The encoding of `snapshot`, made now if no stream asked for it before.
+    pub fn get(&self, snapshot: &std::sync::Arc<Snapshot>) -> EncodedSnapshot {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = std::sync::Arc::downgrade(snapshot);
+        if let Some((_, encoded)) = entries.iter().find(|(w, _)| w.ptr_eq(&wanted)) {
+            return encoded.clone();
+        }
+        entries.retain(|(w, _)| w.strong_count() > 0);
+        let encoded = EncodedSnapshot::of(snapshot);
+        entries.push((wanted, encoded.clone()));
+        encoded
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +201,18 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("control-plane:v7:1:"), "{err}");
+    }
+
+    #[test]
+    fn an_encoded_snapshot_decodes_as_the_snapshot_and_is_made_once() {
+        let snapshot = std::sync::Arc::new(build(&revision(DOC), &Discovered::new()));
+        let cache = EncodeCache::default();
+        let encoded = cache.get(&snapshot);
+        let bytes = prost::Message::encode_to_vec(&encoded);
+        let decoded: Snapshot = prost::Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decoded, *snapshot);
+        assert_eq!(cache.get(&snapshot).0.as_ptr(), encoded.0.as_ptr());
+        let other = std::sync::Arc::new(Snapshot::clone(&snapshot));
+        assert_ne!(cache.get(&other).0.as_ptr(), encoded.0.as_ptr());
     }
 }

@@ -192,10 +192,11 @@ async fn the_token_decides_who_may_stream() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // Allowed, but the config declares no mesh service `orders` to generate for.
     let status = open_stream(&mut raw, Some(SIDECAR_TOKEN), sidecar("orders"))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
 
     // The right token gets the current snapshot at once.
     let (mut stream, _keep_open) =

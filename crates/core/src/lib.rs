@@ -11,6 +11,7 @@ mod error_page;
 pub mod filter;
 pub mod identity;
 pub mod l4;
+pub mod mesh_authz;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;

@@ -42,6 +42,8 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("the caller is not allowed to do this")]
     Forbidden,
+    #[error("mesh authorization denies this caller")]
+    MeshDenied,
     #[error("the request origin is not allowed")]
     CorsDenied,
     #[error("too many requests")]
@@ -65,9 +67,10 @@ impl ProxyError {
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::PerTryTimeout | ProxyError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
-            ProxyError::IpDenied | ProxyError::Forbidden | ProxyError::CorsDenied => {
-                StatusCode::FORBIDDEN
-            }
+            ProxyError::IpDenied
+            | ProxyError::Forbidden
+            | ProxyError::MeshDenied
+            | ProxyError::CorsDenied => StatusCode::FORBIDDEN,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::RateLimitUnavailable
             | ProxyError::AuthzUnavailable
@@ -101,6 +104,7 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => "headers_too_large",
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::Forbidden => "forbidden",
+            ProxyError::MeshDenied => "mesh_denied",
             ProxyError::CorsDenied => "cors_origin_denied",
             ProxyError::RateLimited => "rate_limited",
             ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
@@ -177,7 +181,10 @@ pub fn grpc_code(err: ProxyError) -> u16 {
     match err {
         ProxyError::NoRoute => UNIMPLEMENTED,
         ProxyError::MissingCredentials | ProxyError::InvalidCredentials => UNAUTHENTICATED,
-        ProxyError::IpDenied | ProxyError::Forbidden | ProxyError::CorsDenied => PERMISSION_DENIED,
+        ProxyError::IpDenied
+        | ProxyError::Forbidden
+        | ProxyError::MeshDenied
+        | ProxyError::CorsDenied => PERMISSION_DENIED,
         ProxyError::RateLimited
         | ProxyError::UriTooLong
         | ProxyError::HeadersTooLarge

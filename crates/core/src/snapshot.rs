@@ -28,6 +28,10 @@ pub struct Snapshot {
     pub explain_token: Option<Box<[u8]>>,
     /// TLS state (certificates by SNI) of the `HTTPS` listeners.
     pub listener_tls: crate::server::tls::ListenerTlsSet,
+    /// Mesh mTLS state of the listeners with `mesh`.
+    pub listener_mesh: crate::server::mesh::MeshListenerSet,
+    /// `meshAuthorization` rules and east-west edges (`mesh_authz`).
+    pub mesh_authz: crate::mesh_authz::MeshAuthz,
 }
 
 /// A config that validated but could not be turned into runtime state.
@@ -59,6 +63,18 @@ impl Snapshot {
         metrics: &Arc<Metrics>,
         compiler: &dyn PolicyCompiler,
     ) -> Result<Self, CompileError> {
+        Self::compile_with_identity(config, previous, metrics, compiler, None)
+    }
+
+    /// Like `compile`, with the workload identity that `mesh` listeners and
+    /// services speak mTLS with; without one, a config using `mesh` is refused.
+    pub fn compile_with_identity(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Arc<Metrics>,
+        compiler: &dyn PolicyCompiler,
+        identity: Option<&Arc<crate::identity::WorkloadIdentity>>,
+    ) -> Result<Self, CompileError> {
         let mut upstreams = HashMap::with_capacity(config.services.len());
         for svc in &config.services {
             let reused = previous.and_then(|p| {
@@ -70,7 +86,7 @@ impl Snapshot {
             let upstream = match reused {
                 Some(u) => u,
                 None => Arc::new(
-                    Upstream::build(svc, metrics)
+                    Upstream::build_with_identity(svc, metrics, identity)
                         .map_err(|e| CompileError(format!("services {:?}: {e}", svc.name)))?,
                 ),
             };
@@ -88,6 +104,12 @@ impl Snapshot {
         let listener_tls =
             crate::server::tls::ListenerTlsSet::compile(&config, previous.map(|p| &p.listener_tls))
                 .map_err(CompileError)?;
+        let listener_mesh = crate::server::mesh::MeshListenerSet::compile(
+            &config,
+            identity,
+            previous.map(|p| &p.listener_mesh),
+        )
+        .map_err(CompileError)?;
         let listener_policies = config
             .listeners
             .iter()
@@ -107,6 +129,13 @@ impl Snapshot {
         Ok(Snapshot {
             tables,
             listener_tls,
+            listener_mesh,
+            mesh_authz: crate::mesh_authz::MeshAuthz::compile(
+                &config,
+                previous.map(|p| &p.mesh_authz),
+                &metrics.mesh,
+            )
+            .map_err(CompileError)?,
             upstreams,
             listener_policies,
             policies,

@@ -22,6 +22,7 @@ use meshgate_control::server::{ControlPlane, Options};
 use meshgate_control::store::embedded::EmbeddedStore;
 use meshgate_control::store::etcd::EtcdStore;
 use meshgate_control::store::{NewRevision, Store, StoreError};
+use meshgate_mesh::ca::{CaOptions, MeshCa};
 use tonic::transport::Identity;
 
 use crate::run::{init_tracing, runtime};
@@ -111,6 +112,18 @@ async fn serve(
     };
     let local = listener.local_addr().unwrap_or(config.listen);
     let cp = ControlPlane::start(store, options);
+    let mesh_ca = match MeshCa::open(CaOptions::from_config(&config.mesh, &config.data_dir)) {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("mesh CA: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let routes = cp.routes().add_service(meshgate_mesh::ca::service(
+        mesh_ca,
+        cp.options.tokens.clone(),
+        cp.stopping(),
+    ));
     let identity = Identity::from_pem(identity.cert_pem, identity.key_pem);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut grpc = {
@@ -119,7 +132,8 @@ async fn serve(
             let signal = async move {
                 let _ = stopped.await;
             };
-            cp.serve_with_shutdown(listener, identity, signal).await
+            cp.serve_routes_with_shutdown(routes, listener, identity, signal)
+                .await
         })
     };
     let admin = match &config.admin {

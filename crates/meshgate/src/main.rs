@@ -5,8 +5,12 @@ mod control;
 mod demo;
 mod explain;
 mod gateway;
+mod intercept;
+mod mesh_ca;
 mod operator;
 mod run;
+mod sidecar;
+mod signals;
 mod watch;
 
 use std::path::PathBuf;
@@ -74,6 +78,15 @@ enum Command {
     },
     /// Run a gateway fed by a control plane (last-good cache in --data-dir).
     Gateway(gateway::Args),
+    /// Run a mesh sidecar beside one workload: inbound mTLS to the app, outbound
+    /// routes to the other mesh services, config and identity from a control plane.
+    Sidecar(sidecar::Args),
+    /// Transparent-interception iptables rules on their own (dev/init step).
+    #[command(subcommand, hide = true)]
+    Intercept(intercept::Command),
+    /// Mesh CA rotation steps on a running control plane (operator token).
+    #[command(subcommand, name = "mesh-ca")]
+    MeshCa(mesh_ca::Command),
     #[command(flatten)]
     Operator(operator::Command),
     /// API key tools.
@@ -163,6 +176,9 @@ fn main() -> ExitCode {
         Command::Operator(command) => operator::run(command),
         Command::Control { config } => control::run(&config),
         Command::Gateway(args) => gateway::run(args),
+        Command::Sidecar(args) => sidecar::run(args),
+        Command::Intercept(command) => intercept::run(command),
+        Command::MeshCa(command) => mesh_ca::run(command),
         Command::Schema => {
             println!("{}", meshgate_config::json_schema());
             ExitCode::SUCCESS

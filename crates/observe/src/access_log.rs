@@ -48,6 +48,9 @@ pub struct AccessRecord {
     pub consumer: Option<Arc<str>>,
     /// Subject of the verified client certificate (mTLS at the edge).
     pub client_cert: Option<Arc<str>>,
+    /// The east-west edge (caller service → this workload) the request is counted
+    /// on, on listeners with verified peers.
+    pub mesh: Option<Arc<crate::metrics::MeshEdge>>,
 }
 
 impl AccessRecord {

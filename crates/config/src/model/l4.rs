@@ -29,6 +29,14 @@ pub struct L4Listener {
     /// the connection is closed. Default `5s`.
     #[serde(default = "L4Listener::default_client_hello_timeout")]
     pub client_hello_timeout: Duration,
+    /// `TCP` only: route each connection by the address the client originally
+    /// dialled, as recovered from a connection redirected here by iptables
+    /// (`SO_ORIGINAL_DST`, transparent interception): the connection goes to the
+    /// service one of whose `endpoints` is that exact `ip:port`, else to `service`
+    /// (now optional), else it is closed (reason `unknown_destination`). A
+    /// connection that was not redirected goes to `service`. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_destination: bool,
 }
 
 impl L4Listener {
@@ -48,6 +56,7 @@ impl Default for L4Listener {
             routes: Vec::new(),
             idle_timeout: Self::default_idle_timeout(),
             client_hello_timeout: Self::default_client_hello_timeout(),
+            original_destination: false,
         }
     }
 }

@@ -8,6 +8,9 @@ mod error_response;
 mod filter;
 mod l4;
 mod listener_tls;
+mod mesh;
+mod mesh_authz;
+mod mesh_tls;
 mod mirror;
 mod ops;
 mod policy;
@@ -23,6 +26,9 @@ pub use error_response::*;
 pub use filter::*;
 pub use l4::*;
 pub use listener_tls::*;
+pub use mesh::*;
+pub use mesh_authz::*;
+pub use mesh_tls::*;
 pub use mirror::*;
 pub use ops::*;
 pub use policy::*;
@@ -76,6 +82,11 @@ pub struct Config {
     /// Bodies for gateway-generated errors; a route's own `errorResponses` win.
     #[serde(default)]
     pub error_responses: Vec<ErrorResponse>,
+    /// The service mesh: trust domain and the services that run with a sidecar
+    /// (used by the control plane to generate each sidecar's config; a gateway
+    /// ignores it). Absent: no mesh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<Mesh>,
 }
 
 /// Process-wide runtime settings.
@@ -154,6 +165,20 @@ pub struct Listener {
     /// path over HTTPS (e.g. `{port: 8443}`). Absent: requests are routed as usual.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_redirect: Option<HttpsRedirect>,
+    /// `HTTP` and `TCP` listeners only: terminate mesh mTLS with the workload
+    /// identity (client certificate required), `STRICT` or `PERMISSIVE`.
+    /// Absent: no mesh mTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<ListenerMesh>,
+    /// Authorization of the verified callers (SPIFFE IDs, services) and their HTTP
+    /// operations; see docs/mesh.md. Absent: no such check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_authorization: Option<MeshAuthorization>,
+    /// The service this listener serves, as `name.namespace` (e.g.
+    /// `orders.default`): the `destination` of east-west metrics and of the
+    /// service graph. Default: the listener's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 /// Listener protocols.

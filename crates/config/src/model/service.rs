@@ -60,6 +60,10 @@ pub struct Service {
     /// Absent: the defaults documented on each field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<super::UpstreamHttp2>,
+    /// Originate mesh mTLS to the endpoints with the workload identity; they must
+    /// present `spiffeId`. Excludes `tls`. Absent: no mesh mTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<super::ServiceMesh>,
 }
 
 fn yes() -> bool {

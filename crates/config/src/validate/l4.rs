@@ -1,6 +1,7 @@
 //! Checks of `listeners[].l4`: what each protocol needs (`TCP` one service, `TLS`
-//! routes and/or a default service), that referenced services exist and speak plain
-//! TCP, SNI hostname syntax and uniqueness, and timeouts.
+//! routes and/or a default service, unless `TCP` routes by original destination),
+//! that referenced services exist and speak plain TCP, SNI hostname syntax and
+//! uniqueness, and timeouts.
 
 use crate::model::{L4Listener, SniRoute};
 use crate::{Config, ListenerProtocol};
@@ -20,6 +21,12 @@ pub(super) fn check(at: &str, s: &L4Listener, config: &Config, issues: &mut Issu
     let known = Known::of(config);
     match protocol {
         ListenerProtocol::TLS => {
+            if s.original_destination {
+                issues.add(
+                    format!("{at}.originalDestination"),
+                    "only allowed when protocol is TCP: a TLS listener routes by server name",
+                );
+            }
             if s.service.is_none() && s.routes.is_empty() {
                 issues.add(
                     format!("{at}.routes"),
@@ -29,7 +36,7 @@ pub(super) fn check(at: &str, s: &L4Listener, config: &Config, issues: &mut Issu
             }
         }
         _ => {
-            if s.service.is_none() {
+            if s.service.is_none() && !s.original_destination {
                 issues.add(
                     format!("{at}.service"),
                     "required when protocol is TCP: the service connections are proxied to",

@@ -5,7 +5,8 @@
 //! queues for a slow proxy: when it reads again it gets the newest version, and
 //! it never delays anyone else. Acks and Nacks are recorded in the store (what
 //! `meshgate status` shows); the end of the stream records the proxy as
-//! disconnected.
+//! disconnected. Snapshots sent and answers received are counted
+//! ([`super::metrics`]); when the server stops, every stream ends.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +18,10 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::ControlPlane;
-use crate::proto::v1::config_discovery_server::{ConfigDiscovery, ConfigDiscoveryServer};
 use crate::proto::v1::proxy_message::Kind;
 use crate::proto::v1::{Hello, ProxyMessage, Snapshot};
+use crate::proto::wire::config_discovery_server::{ConfigDiscovery, ConfigDiscoveryServer};
+use crate::snapshot::EncodedSnapshot;
 use crate::store::{ProxyRecord, now_ms};
 
 /// How long a new stream may take to say Hello.
@@ -68,7 +70,7 @@ impl Sessions {
     }
 }
 
-type SnapshotStream = std::pin::Pin<Box<dyn Stream<Item = Result<Snapshot, Status>> + Send>>;
+type SnapshotStream = std::pin::Pin<Box<dyn Stream<Item = Result<EncodedSnapshot, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ConfigDiscovery for Discovery {
@@ -97,15 +99,18 @@ impl ConfigDiscovery for Discovery {
                 identity.role, identity.node_id, identity.service
             )));
         }
-        match identity.role.as_str() {
-            "gateway" => {}
-            "sidecar" => return Err(Status::unimplemented("sidecars come with the mesh")),
+        // Gateways follow the shared snapshot; each sidecar its generated one.
+        let snapshots = match identity.role.as_str() {
+            "gateway" => self.cp.snapshots.clone(),
+            "sidecar" => {
+                crate::sidecar::snapshots(&self.cp, &identity.service, &identity.namespace)?
+            }
             other => {
                 return Err(Status::invalid_argument(format!(
                     "unknown role {other:?} (gateway or sidecar)"
                 )));
             }
-        }
+        };
         tracing::info!(node = %identity.node_id, role = %identity.role, running = %hello.running,
             %peer, "proxy connected");
         let record = ProxyRecord {
@@ -134,10 +139,8 @@ impl ConfigDiscovery for Discovery {
             sent_rx,
             record,
         ));
-        Ok(Response::new(Box::pin(outbound(
-            self.cp.snapshots.clone(),
-            sent_tx,
-        ))))
+        let outbound = outbound(self.cp.clone(), snapshots, sent_tx);
+        Ok(Response::new(Box::pin(outbound)))
     }
 }
 
@@ -157,26 +160,37 @@ async fn first_hello(inbound: &mut Streaming<ProxyMessage>) -> Result<Hello, Sta
 /// The snapshots sent to one proxy: the current one, then each newer one when
 /// the proxy can take it (tonic polls this only when the stream has room, so the
 /// versions a slow proxy missed are skipped, not queued). Notes each version sent
-/// in `sent`, and ends when the session following the replies ends.
+/// in `sent`, and ends when the session following the replies ends or the server
+/// stops.
 fn outbound(
+    cp: Arc<ControlPlane>,
     snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     sent: watch::Sender<Option<String>>,
-) -> impl Stream<Item = Result<Snapshot, Status>> + Send + 'static {
+) -> impl Stream<Item = Result<EncodedSnapshot, Status>> + Send + 'static {
+    let stopping = cp.stopping();
     futures_util::stream::unfold(
-        (snapshots, sent, true),
-        |(mut snapshots, sent, mut first)| async move {
+        (cp, snapshots, stopping, sent, true),
+        |(cp, mut snapshots, mut stopping, sent, mut first)| async move {
             loop {
+                if *stopping.borrow_and_update() {
+                    return None;
+                }
                 if !first {
                     tokio::select! {
                         changed = snapshots.changed() => changed.ok()?,
                         _ = sent.closed() => return None,
+                        _ = stopping.changed() => continue,
                     }
                 }
                 first = false;
                 let latest = snapshots.borrow_and_update().clone();
                 if let Some(snapshot) = latest {
                     sent.send_replace(Some(snapshot.version.clone()));
-                    return Some((Ok(Snapshot::clone(&snapshot)), (snapshots, sent, false)));
+                    cp.metrics.snapshot_sent();
+                    // Encoded once for all streams, not cloned and encoded per stream.
+                    let encoded = cp.encoded.get(&snapshot);
+                    let next = (cp, snapshots, stopping, sent, false);
+                    return Some((Ok(encoded), next));
                 }
             }
         },
@@ -197,7 +211,7 @@ async fn follow_replies(
     loop {
         tokio::select! {
             message = inbound.message() => match message {
-                Ok(Some(message)) => on_message(&mut record, message),
+                Ok(Some(message)) => on_message(&cp, &mut record, message),
                 Ok(None) => break,
                 Err(status) => {
                     tracing::debug!(node = %record.node_id, %status, "proxy stream failed");
@@ -224,14 +238,16 @@ async fn follow_replies(
     }
 }
 
-fn on_message(record: &mut ProxyRecord, message: ProxyMessage) {
+fn on_message(cp: &ControlPlane, record: &mut ProxyRecord, message: ProxyMessage) {
     match message.kind {
         Some(Kind::Ack(ack)) => {
+            cp.metrics.answer(true);
             tracing::debug!(node = %record.node_id, version = %ack.version, "ACK");
             record.acked_config = config_version_of(&ack.version);
             record.acked = ack.version;
         }
         Some(Kind::Nack(nack)) => {
+            cp.metrics.answer(false);
             tracing::warn!(node = %record.node_id, role = %record.role, version = %nack.version,
                 reason = %nack.reason, "proxy rejected snapshot (NACK)");
             record.nacked_config = config_version_of(&nack.version);

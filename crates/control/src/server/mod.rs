@@ -43,6 +43,8 @@ pub struct ControlPlane {
     pub snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     /// This replica's metrics (`/metrics` of the admin endpoint).
     pub metrics: metrics::ControlMetrics,
+    /// Each snapshot's encoding, made once and shared by every stream sending it.
+    pub encoded: crate::snapshot::EncodeCache,
     /// Set when the server stops: every config stream ends (see `serve_with_shutdown`).
     stopping: watch::Sender<bool>,
 }
@@ -64,6 +66,7 @@ impl ControlPlane {
             options,
             snapshots,
             metrics: metrics::ControlMetrics::new(rollbacks),
+            encoded: crate::snapshot::EncodeCache::default(),
             stopping: watch::channel(false).0,
         })
     }
@@ -94,6 +97,20 @@ impl ControlPlane {
         identity: Identity,
         signal: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
+        self.serve_routes_with_shutdown(self.routes(), listener, identity, signal)
+            .await
+    }
+
+    /// [`Self::serve_with_shutdown`] serving `routes`: this control plane's own
+    /// ([`Self::routes`]) plus services of crates that build on it (the mesh CA's
+    /// `Identity` service, `meshgate_mesh::ca::service`).
+    pub async fn serve_routes_with_shutdown(
+        self: &Arc<Self>,
+        routes: tonic::service::Routes,
+        listener: tokio::net::TcpListener,
+        identity: Identity,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
         // A control plane served again after a stop streams again.
         self.stopping.send_replace(false);
         let stopping = self.stopping.clone();
@@ -105,7 +122,7 @@ impl ControlPlane {
             .tls_config(ServerTlsConfig::new().identity(identity))?
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_routes(self.routes())
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 signal,

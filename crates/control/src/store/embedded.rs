@@ -31,10 +31,30 @@ pub struct EmbeddedStore {
     proxies: Mutex<HashMap<String, ProxyRecord>>,
 }
 
-/// Live leases: id → (instance key, deadline, ttl).
+/// Live leases: id → (instance key, deadline, ttl), and the lease of each
+/// instance (so re-registering does not scan every lease).
 #[derive(Default)]
 struct Leases {
     by_id: HashMap<String, Lease>,
+    by_instance: HashMap<(String, String), String>,
+}
+
+impl Leases {
+    /// Adds `lease` as `id`, dropping the instance's previous lease if any.
+    fn insert(&mut self, id: String, lease: Lease) {
+        let key = (lease.service.clone(), lease.instance.clone());
+        if let Some(old) = self.by_instance.insert(key, id.clone()) {
+            self.by_id.remove(&old);
+        }
+        self.by_id.insert(id, lease);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Lease> {
+        let lease = self.by_id.remove(id)?;
+        self.by_instance
+            .remove(&(lease.service.clone(), lease.instance.clone()));
+        Some(lease)
+    }
 }
 
 struct Lease {
@@ -167,13 +187,10 @@ impl Store for EmbeddedStore {
             let id = {
                 let mut leases = self.leases();
                 // Re-registering the same instance replaces its old lease.
-                leases.by_id.retain(|_, l| {
-                    !(l.service == instance.service && l.instance == instance.instance)
-                });
                 // Unguessable: a registrar may only heartbeat or remove a lease it
                 // was given, and the id is the only proof it has.
                 let id = random_id()?;
-                leases.by_id.insert(
+                leases.insert(
                     id.clone(),
                     Lease {
                         service: instance.service.clone(),
@@ -217,7 +234,7 @@ impl Store for EmbeddedStore {
                         .get(&lease)
                         .map(|l| (l.service.clone(), l.instance.clone()))
                 } else {
-                    leases.by_id.remove(&lease).map(|l| (l.service, l.instance))
+                    leases.remove(&lease).map(|l| (l.service, l.instance))
                 };
                 l.ok_or(StoreError::LeaseNotFound(lease))?
             };
@@ -272,7 +289,7 @@ async fn sweep(store: Weak<EmbeddedStore>) {
                 .map(|(id, _)| id.clone())
                 .collect();
             gone.iter()
-                .filter_map(|id| leases.by_id.remove(id))
+                .filter_map(|id| leases.remove(id))
                 .map(|l| (l.service, l.instance))
                 .collect()
         };

@@ -108,8 +108,16 @@ async fn run(
         } else {
             "no_sni"
         })?
+    } else if l4.original_destination {
+        let original = super::original_dst::original_destination(&client);
+        super::original_dst::route(&snapshot, l4, original)?
     } else {
         l4.service.as_deref().ok_or("no_backend")?
+    };
+    // `listeners[].mesh`: terminate mTLS, then copy the plaintext.
+    let client = match snapshot.listener_mesh.get(&listener.name) {
+        Some(mesh) => mesh.accept_stream(client, shared).await?,
+        None => crate::server::mesh::MeshStream::from(client),
     };
     let upstream = snapshot.upstreams.get(service).ok_or("no_backend")?.clone();
     record.service = Some(upstream.name.clone());
@@ -122,10 +130,14 @@ async fn run(
     // A long-lived connection must not keep an old config's services alive.
     drop(snapshot);
     let connecting = connect(&upstream, record, connect_timeout);
-    let (mut server, in_flight) = tokio::select! {
+    let (server, in_flight) = tokio::select! {
         connected = connecting => connected?,
         Ok(_) = drained.wait_for(|d| *d) => return Err("drain_timeout"),
     };
+    // `services[].mesh`: originate mTLS to the endpoint.
+    let endpoint = record.upstream.as_deref().unwrap_or_default();
+    let mut server =
+        crate::server::mesh::originate(upstream.mesh.as_deref(), server, endpoint).await?;
     drop(upstream);
     if !hello.is_empty() {
         server

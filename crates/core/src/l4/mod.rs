@@ -8,6 +8,7 @@
 //! closed (logged with reason `drain_timeout`).
 
 mod conn;
+pub mod original_dst;
 mod proxy;
 pub mod sni;
 

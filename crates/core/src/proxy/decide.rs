@@ -31,7 +31,9 @@ pub async fn decide<'s>(
     cx: &mut RequestCx<'_>,
     matched: &mut Option<&'s Route>,
 ) -> Result<Decision<'s>, ProxyError> {
-    // The listener's policies run for every request, before routing.
+    // Mesh authorization of the verified caller, then the listener's policies:
+    // every request, before routing.
+    snapshot.mesh_authz.check_request(listener, parts, cx)?;
     if let Some(policies) = snapshot.listener_policies(listener)
         && let Some(answer) = settle(policies.on_request(parts, cx).await)?
     {

@@ -104,6 +104,7 @@ pub async fn handle(
         upstream_elapsed: None,
         consumer: None,
         client_cert: conn.client_cert.as_ref().map(|c| c.subject.clone()),
+        mesh: snapshot.mesh_authz.edge(conn),
     };
     let grpc = is_grpc(&parts.headers);
     let authority_text = authority.as_ref().map(|a| a.to_str().map_err(drop));

@@ -22,7 +22,7 @@ use super::tls::{ClientCert, TlsListener};
 use crate::proxy::{ConnInfo, Shared, handle};
 use crate::snapshot::Snapshot;
 
-mod handshake;
+pub(super) mod handshake;
 mod redirect;
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -140,6 +140,16 @@ pub async fn accept_loop(
                 };
                 tokio::spawn(task.serve(stream, conn));
             }
+            Mode::Mesh(mesh) => {
+                let task = super::mesh::conn::MeshConn {
+                    mesh: mesh.clone(),
+                    shared: shared.clone(),
+                    builders: builders.clone(),
+                    watcher: graceful.watcher(),
+                    active: active.clone(),
+                };
+                tokio::spawn(task.serve(stream, conn));
+            }
             Mode::Refuse => {
                 drop(stream);
                 active.dec();
@@ -158,8 +168,8 @@ pub async fn accept_loop(
 
 /// The hyper connection builders of a listener: auto-detecting (cleartext, and TLS
 /// without ALPN) and one per ALPN protocol.
-struct Builders {
-    auto: auto::Builder<TokioExecutor>,
+pub(crate) struct Builders {
+    pub(crate) auto: auto::Builder<TokioExecutor>,
     h1: auto::Builder<TokioExecutor>,
     h2: auto::Builder<TokioExecutor>,
 }
@@ -181,7 +191,7 @@ impl Builders {
         }
     }
 
-    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+    pub(crate) fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
         match alpn {
             Some(b"h2") => &self.h2,
             Some(b"http/1.1") => &self.h1,
@@ -196,6 +206,8 @@ enum Mode {
     Plain,
     Redirect(u16),
     Tls(Arc<TlsListener>),
+    /// Mesh mTLS (`listeners[].mesh`), plaintext too when `PERMISSIVE`.
+    Mesh(Arc<super::mesh::MeshListener>),
     /// An `HTTPS` listener without TLS state (cannot happen with a compiled
     /// snapshot); connections are closed rather than served in cleartext.
     Refuse,
@@ -211,6 +223,13 @@ impl Mode {
                 Some(tls) => Mode::Tls(tls.clone()),
                 None => {
                     tracing::error!(listener = %name, "HTTPS listener without TLS state");
+                    Mode::Refuse
+                }
+            },
+            _ if spec.mesh.is_some() => match snapshot.listener_mesh.get(name) {
+                Some(mesh) => Mode::Mesh(mesh.clone()),
+                None => {
+                    tracing::error!(listener = %name, "mesh listener without mesh state");
                     Mode::Refuse
                 }
             },
@@ -281,6 +300,13 @@ impl TlsConn {
                     .and_then(|chain| chain.first())
                     .and_then(|leaf| ClientCert::from_der(leaf))
                     .map(Arc::new);
+                // Mesh authorization: a caller no request could be allowed for is
+                // closed now; tracked connections are re-judged on config changes.
+                let Some(admitted) = crate::mesh_authz::admit(&shared, &conn) else {
+                    active.dec();
+                    return;
+                };
+                let stream = admitted.wrap(stream);
                 let conn = Arc::new(conn);
                 let service = service_fn(move |req| {
                     let shared = shared.clone();
@@ -290,7 +316,7 @@ impl TlsConn {
                 let connection = builders
                     .for_alpn(alpn.as_deref())
                     .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(connection).await {
+                if let Err(e) = admitted.serve(watcher, connection).await {
                     tracing::debug!(error = %e, %client, "connection ended with error");
                 }
             }

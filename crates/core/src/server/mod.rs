@@ -2,6 +2,7 @@
 //! (routes, services and listeners, without a restart) and the graceful drain.
 
 pub(crate) mod accept;
+pub mod mesh;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub struct Gateway {
     /// Serialises `apply` calls (file watcher, SIGHUP and admin may race).
     applying: tokio::sync::Mutex<()>,
     compiler: Arc<dyn PolicyCompiler>,
+    /// The workload identity `mesh` listeners and services use, if any.
+    identity: Option<Arc<crate::identity::WorkloadIdentity>>,
 }
 
 impl Gateway {
@@ -89,11 +92,25 @@ impl Gateway {
         log: AccessLog,
         compiler: Arc<dyn PolicyCompiler>,
     ) -> Result<Self, StartError> {
+        Self::start_with_identity(config, log, compiler, None).await
+    }
+
+    /// Like `start_with_policies`, with the workload identity (sidecars, and
+    /// gateways joining the mesh) that `listeners[].mesh` and `services[].mesh`
+    /// speak mTLS with, for this config and every one applied later. Rotating the
+    /// identity needs no re-apply. Without one, a config using `mesh` is refused.
+    pub async fn start_with_identity(
+        config: Config,
+        log: AccessLog,
+        compiler: Arc<dyn PolicyCompiler>,
+        identity: Option<Arc<crate::identity::WorkloadIdentity>>,
+    ) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let log = log.count_drops_in(metrics.access_log_dropped.clone());
         let exporter = Exporter::start(&config.tracing)
             .map(|e| e.with_drop_counter(metrics.spans_dropped.clone()));
-        let snapshot = Snapshot::compile(config, None, &metrics, &*compiler)?;
+        let snapshot =
+            Snapshot::compile_with_identity(config, None, &metrics, &*compiler, identity.as_ref())?;
         let (drain_timeout, _) = watch::channel(snapshot.config.runtime.drain_timeout.get());
         let gateway = Gateway {
             shared: Arc::new(Shared {
@@ -110,6 +127,7 @@ impl Gateway {
             ready: AtomicBool::new(false),
             applying: tokio::sync::Mutex::new(()),
             compiler,
+            identity,
         };
         let specs = gateway.snapshot().config.listeners.clone();
         let bound = bind_all(&specs, false).await?;
@@ -153,11 +171,12 @@ impl Gateway {
     /// listeners stop accepting and drain; unchanged services keep their pools.
     pub async fn apply(&self, config: Config) -> Result<(), StartError> {
         let _one_at_a_time = self.applying.lock().await;
-        let next = Snapshot::compile(
+        let next = Snapshot::compile_with_identity(
             config,
             Some(&self.snapshot()),
             &self.shared.metrics,
             &*self.compiler,
+            self.identity.as_ref(),
         )?;
         let wanted = &next.config.listeners;
         let (keep, gone): (Vec<Running>, Vec<Running>) = self
@@ -190,6 +209,8 @@ impl Gateway {
             .drain_timeout
             .send(next.config.runtime.drain_timeout.get());
         self.shared.snapshot.store(Arc::new(next));
+        // Open connections of callers the new rules deny are closed.
+        self.snapshot().mesh_authz.recheck();
         self.lock_listeners().extend(keep);
         self.serve(bound);
         self.retire(freeing.into_iter().chain(gone));
@@ -218,6 +239,7 @@ impl Gateway {
             let _ = r.stop.send(true);
             tasks.push(r.task);
         }
+        self.snapshot().mesh_authz.drain();
         let deadline = *self.drain_timeout.borrow() + Duration::from_millis(100);
         let _ = tokio::time::timeout(deadline, async {
             for t in tasks {

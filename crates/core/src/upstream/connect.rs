@@ -11,11 +11,16 @@
 //! - `protocol: HTTP2` makes the client HTTP/2 only (prior knowledge over
 //!   cleartext, ALPN `h2` over TLS), one multiplexed connection per endpoint.
 //!
+//! - `services[].mesh` ([`MeshClient`]) originates mTLS with the workload identity
+//!   through the same [`TlsConnector`] (its verification is the SPIFFE ID).
+//!
 //! Certificate and key files are read once, when the service is built (config
 //! apply); a bad file fails the build, naming the setting and the file.
 
+mod mesh;
 mod tls;
 
+pub use mesh::MeshClient;
 pub use tls::{TlsConnector, TlsHandshakeError, TlsOrigin, is_tls_failure};
 
 use std::sync::Arc;
@@ -63,16 +68,19 @@ enum H2Client {
 impl UpstreamClient {
     /// The client for `svc`, connecting through `connector` (which holds the
     /// connect timeout and the `maxConnections` limit); `authorities` are its
-    /// endpoints', already parsed by `Upstream::build`, in config order.
+    /// endpoints', already parsed by `Upstream::build`, in config order. `mesh`:
+    /// the service's mesh mTLS (`services[].mesh`), which originates TLS like `tls`.
     pub fn build(
         svc: &config::Service,
         authorities: &[Authority],
         connector: LimitedConnector,
         builder: &mut Builder,
+        mesh: Option<&MeshClient>,
     ) -> Result<Self, String> {
-        let origin = match &svc.tls {
-            Some(tls) => Some(Arc::new(TlsOrigin::load(&svc.name, tls, svc.protocol)?)),
-            None => None,
+        let origin = match (&svc.tls, mesh) {
+            (Some(tls), _) => Some(Arc::new(TlsOrigin::load(&svc.name, tls, svc.protocol)?)),
+            (None, Some(mesh)) => Some(Arc::new(mesh.http_origin(svc.protocol)?)),
+            (None, None) => None,
         };
         if svc.protocol == config::UpstreamProtocol::HTTP1 {
             return Ok(match origin {

@@ -65,21 +65,22 @@ pub fn spawn(
     cfg: &config::HealthCheck,
     health: &Arc<ServiceHealth>,
     authorities: &[Authority],
+    mesh: Option<&super::MeshClient>,
 ) -> Result<Vec<AbortHandle>, String> {
     let probe = match (&cfg.http, &cfg.grpc) {
         (None, Some(g)) => Probe::Grpc(grpc::GrpcProbe::new(g)?),
         (Some(h), _) => Probe::Http(http_probe::HttpProbe::new(h)?),
         (None, None) => Probe::Tcp,
     };
-    let tls = match (&svc.tls, &probe) {
-        (None, _) | (_, Probe::Tcp) => None,
-        (Some(tls), probe) => {
-            let alpn: &[u8] = match (probe, svc.protocol) {
-                (Probe::Http(_), config::UpstreamProtocol::HTTP1) => b"http/1.1",
-                _ => b"h2",
-            };
-            Some(Arc::new(TlsOrigin::with_alpn(&svc.name, tls, alpn)?))
-        }
+    let alpn: &[u8] = match (&probe, svc.protocol) {
+        (Probe::Http(_), config::UpstreamProtocol::HTTP1) => b"http/1.1",
+        _ => b"h2",
+    };
+    let tls = match (&svc.tls, mesh, &probe) {
+        (_, _, Probe::Tcp) | (None, None, _) => None,
+        (Some(tls), _, _) => Some(Arc::new(TlsOrigin::with_alpn(&svc.name, tls, alpn)?)),
+        // `services[].mesh`: checks speak mTLS with the workload identity.
+        (None, Some(mesh), _) => Some(Arc::new(mesh.origin(Some(alpn))?)),
     };
     let checker = Checker {
         interval: cfg.interval.get().max(Duration::from_millis(1)),

@@ -14,7 +14,7 @@ mod state;
 pub use breaker::{
     Breaker, ConnectionOverflow, Limit, LimitedConnector, OwnedPermit, Permit, is_overflow,
 };
-pub use connect::{TlsHandshakeError, TlsOrigin, UpstreamClient, is_tls_failure};
+pub use connect::{MeshClient, TlsHandshakeError, TlsOrigin, UpstreamClient, is_tls_failure};
 pub use outlier::{Outcome, Outlier};
 pub use state::{EndpointState, ServiceHealth, now_ms};
 
@@ -90,6 +90,8 @@ pub struct Upstream {
     latency: LatencyHistogram,
     timeouts: prometheus_client::metrics::counter::Counter,
     pub retries: prometheus_client::metrics::counter::Counter,
+    /// `services[].mesh`: the mTLS origin (no ALPN) of L4 connections.
+    pub mesh: Option<Arc<TlsOrigin>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -103,6 +105,16 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     pub fn build(svc: &config::Service, metrics: &Arc<Metrics>) -> Result<Self, String> {
+        Self::build_with_identity(svc, metrics, None)
+    }
+
+    /// Like `build`, with the workload identity a `mesh` service needs.
+    pub fn build_with_identity(
+        svc: &config::Service,
+        metrics: &Arc<Metrics>,
+        identity: Option<&Arc<crate::identity::WorkloadIdentity>>,
+    ) -> Result<Self, String> {
+        let mesh = MeshClient::of(svc, identity)?;
         let endpoints = svc
             .endpoints
             .iter()
@@ -148,7 +160,7 @@ impl Upstream {
             if let Some(check) = &svc.health_check {
                 let authorities: Vec<Authority> =
                     endpoints.iter().map(|e| e.authority.clone()).collect();
-                tasks = health::spawn(svc, check, &health, &authorities)?;
+                tasks = health::spawn(svc, check, &health, &authorities, mesh.as_ref())?;
             }
             if let Some(o) = &outlier {
                 tasks.push(tokio::spawn(o.clone().sweep(health.clone())).abort_handle());
@@ -159,7 +171,7 @@ impl Upstream {
         connector.set_connect_timeout(Some(svc.connect_timeout.get()));
         connector.set_nodelay(true);
         // TLS services send `https://` URIs (HTTP/2's `:scheme`); TCP is the same.
-        connector.enforce_http(svc.tls.is_none());
+        connector.enforce_http(svc.tls.is_none() && svc.mesh.is_none());
         let connector = LimitedConnector::new(connector, connections.clone());
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -168,7 +180,12 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new());
         let authorities: Vec<Authority> = endpoints.iter().map(|e| e.authority.clone()).collect();
-        let client = UpstreamClient::build(svc, &authorities, connector, &mut builder)?;
+        let client =
+            UpstreamClient::build(svc, &authorities, connector, &mut builder, mesh.as_ref())?;
+        let mesh = match &mesh {
+            Some(m) => Some(Arc::new(m.origin(None)?)),
+            None => None,
+        };
         let b = &svc.retry_budget;
         Ok(Upstream {
             name,
@@ -193,6 +210,7 @@ impl Upstream {
                 })
                 .clone(),
             retries: metrics.retries.get_or_create(&label).clone(),
+            mesh,
             label,
             metrics: metrics.clone(),
         })

@@ -44,6 +44,33 @@ impl LatencyHistogram {
     pub fn count(&self) -> u64 {
         self.0.count.load(Ordering::Relaxed)
     }
+
+    /// The `q` quantile (0 to 1) in seconds, interpolated linearly inside its
+    /// bucket (the +Inf bucket reports the last bound); `None` before any
+    /// observation.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = (self.0.buckets.iter())
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut seen = 0u64;
+        for (i, n) in counts.iter().enumerate() {
+            if *n > 0 && (seen + n) as f64 >= rank {
+                let Some(upper) = BOUNDS.get(i) else {
+                    return BOUNDS.last().copied();
+                };
+                let lower = if i == 0 { 0.0 } else { BOUNDS[i - 1] };
+                let within = (rank - seen as f64) / *n as f64;
+                return Some(lower + (upper - lower) * within.clamp(0.0, 1.0));
+            }
+            seen += n;
+        }
+        BOUNDS.last().copied()
+    }
 }
 
 impl TypedMetric for LatencyHistogram {

@@ -14,10 +14,12 @@ use crate::access_log::AccessRecord;
 
 mod histogram;
 mod labels;
+mod mesh;
 mod route;
 mod tls;
 
 pub use labels::*;
+pub use mesh::{GraphEdge, MAX_SOURCES, MeshEdge, MeshGraph, MeshMetrics};
 use route::NONE;
 pub use route::{RouteMetrics, method_label, status_class};
 pub use tls::{TlsFailure, TlsFailureLabels, TlsHandshakeFailures};
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub l4_bytes: Family<L4BytesLabels, Counter>,
     /// Failed TLS handshakes of `HTTPS` listeners, by listener and reason.
     pub tls_handshake_failures: TlsHandshakeFailures,
+    /// East-west requests by caller and called service, and mesh authorization denials.
+    pub mesh: MeshMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -228,6 +232,7 @@ impl Metrics {
         Metrics {
             // Before `registry: r`, which moves the registry.
             tls_handshake_failures: TlsHandshakeFailures::register(&mut r),
+            mesh: MeshMetrics::register(&mut r),
             l4_connections,
             l4_bytes,
             mirror_requests,
@@ -268,6 +273,9 @@ impl Metrics {
     /// Records a finished request: through its route's cached handles when it
     /// matched one, else by label lookup (requests no route matched).
     pub fn on_request(&self, r: &AccessRecord) {
+        if let Some(edge) = &r.mesh {
+            edge.on_request(r);
+        }
         if let Some(route) = &r.route_metrics {
             route.on_request(r);
             return;

@@ -38,13 +38,15 @@ pub enum TlsFailure {
     Closed,
     /// The handshake did not finish within `handshakeTimeout`.
     Timeout,
+    /// Mesh mTLS: the peer's verified SPIFFE ID is not in `allowedPeers`.
+    PeerNotAllowed,
     /// Anything else (including alerts the client sent for other reasons).
     Other,
 }
 
 impl TlsFailure {
     /// Every reason, in a fixed order.
-    pub const ALL: [TlsFailure; 11] = [
+    pub const ALL: [TlsFailure; 12] = [
         TlsFailure::NoSni,
         TlsFailure::UnknownSni,
         TlsFailure::NoCertificate,
@@ -55,6 +57,7 @@ impl TlsFailure {
         TlsFailure::NotTls,
         TlsFailure::Closed,
         TlsFailure::Timeout,
+        TlsFailure::PeerNotAllowed,
         TlsFailure::Other,
     ];
 
@@ -71,6 +74,7 @@ impl TlsFailure {
             TlsFailure::NotTls => "not_tls",
             TlsFailure::Closed => "closed",
             TlsFailure::Timeout => "timeout",
+            TlsFailure::PeerNotAllowed => "peer_not_allowed",
             TlsFailure::Other => "other",
         }
     }

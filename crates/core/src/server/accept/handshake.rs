@@ -48,7 +48,7 @@ pub(super) async fn accept(
 
 /// The reason for a failed handshake: the rustls error inside `e` when there is
 /// one, else what happened to the connection. `sni`: whether the client sent one.
-pub(super) fn reason(e: &io::Error, sni: Option<bool>) -> TlsFailure {
+pub(crate) fn reason(e: &io::Error, sni: Option<bool>) -> TlsFailure {
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
         return match e.kind() {
             io::ErrorKind::UnexpectedEof

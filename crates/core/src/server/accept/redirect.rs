@@ -66,6 +66,7 @@ pub(super) fn answer(
         upstream_elapsed: None,
         consumer: None,
         client_cert: None,
+        mesh: None,
     };
     let (head, body) = resp.into_parts();
     Response::from_parts(

@@ -127,6 +127,16 @@ impl TlsOrigin {
         })
     }
 
+    /// An origin with a ready client config (mesh mTLS: `connect::mesh`), sending
+    /// each endpoint's host as the server name.
+    pub(super) fn from_config(service: Arc<str>, config: Arc<ClientConfig>) -> Self {
+        TlsOrigin {
+            service,
+            config,
+            server_name: None,
+        }
+    }
+
     /// The name to send and verify for an endpoint whose host is `host` (as in a
     /// URI: an IPv6 address in brackets).
     fn name_for(&self, host: &str) -> Result<ServerName<'static>, std::io::Error> {

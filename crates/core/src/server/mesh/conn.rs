@@ -1,0 +1,82 @@
+//! One connection of a mesh `HTTP` listener: the mTLS handshake (or, on a
+//! `PERMISSIVE` listener, plaintext) in the connection's own task, then HTTP/2 or
+//! HTTP/1.1 by ALPN with the verified peer in `ConnInfo.client_cert`.
+
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::{Accepted, MeshListener};
+use crate::proxy::{ConnInfo, Shared, handle};
+use crate::server::accept::Builders;
+
+/// A connection of a mesh listener, before its handshake.
+pub(crate) struct MeshConn {
+    pub mesh: Arc<MeshListener>,
+    pub shared: Arc<Shared>,
+    pub builders: Arc<Builders>,
+    /// Taken before the handshake, so a drain waits for handshakes in progress.
+    pub watcher: Watcher,
+    pub active: Gauge,
+}
+
+impl MeshConn {
+    pub(crate) async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
+        let MeshConn {
+            mesh,
+            shared,
+            builders,
+            watcher,
+            active,
+        } = self;
+        match mesh.accept(stream, &shared, conn.client).await {
+            Ok(Accepted::Plain(stream)) => {
+                http(&builders.auto, stream, conn, shared, watcher).await;
+            }
+            Ok(Accepted::Tls(tls, peer)) => {
+                conn.client_cert = peer;
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                let builder = builders.for_alpn(alpn.as_deref());
+                http(builder, *tls, conn, shared, watcher).await;
+            }
+            // Counted and logged by `accept`.
+            Err(_) => {}
+        }
+        active.dec();
+    }
+}
+
+/// Serves HTTP on `io` until the connection ends (or the drain ends it).
+async fn http<IO>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: IO,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let client = conn.client;
+    // Mesh authorization: a caller no request could be allowed for is closed now;
+    // tracked connections are re-judged (and closed if denied) on config changes.
+    let Some(admitted) = crate::mesh_authz::admit(&shared, &conn) else {
+        return;
+    };
+    let io = admitted.wrap(io);
+    let conn = Arc::new(conn);
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = admitted.serve(watcher, connection).await {
+        tracing::debug!(error = %e, %client, "connection ended with error");
+    }
+}
