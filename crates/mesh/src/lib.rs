@@ -5,5 +5,6 @@
 
 pub mod ca;
 pub mod identity_client;
+pub mod ingress;
 pub mod intercept;
 pub mod sidecar;

@@ -13,6 +13,12 @@
 //!
 //! The overrides are the [`client::Transform`] given to
 //! [`client::start_gateway_with`], which does the rest (last-good cache, client).
+//!
+//! `--mesh` makes the gateway join the mesh (mesh ingress): it first obtains a
+//! mesh identity with its gateway token (`spiffe://<td>/ns/<--mesh-namespace>/sa/gateway`,
+//! renewed at half-life), and starts with it, so routes to mesh services
+//! (`services[].mesh`, endpoints from the registry) continue over mTLS
+//! ([`meshgate_mesh::ingress`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +59,13 @@ pub struct Args {
     /// Serve this gateway's admin API at ADDR, or `off`; default: as the config says.
     #[arg(long, value_name = "ADDR|off")]
     admin: Option<AdminOverride>,
+    /// Join the mesh: obtain a mesh identity (`…/sa/gateway`) from the control
+    /// plane with the gateway token and speak mTLS to mesh services.
+    #[arg(long)]
+    mesh: bool,
+    /// The namespace of the gateway's mesh identity.
+    #[arg(long, value_name = "NS", default_value = "default", requires = "mesh")]
+    mesh_namespace: String,
 }
 
 /// `--admin`.
@@ -153,14 +166,59 @@ pub fn run(args: Args) -> ExitCode {
     let Some(runtime) = runtime(workers) else {
         return ExitCode::FAILURE;
     };
-    runtime.block_on(serve(settings, overrides))
+    let mesh = args.mesh.then_some(args.mesh_namespace);
+    runtime.block_on(serve(settings, overrides, mesh))
 }
 
-async fn serve(settings: Settings, overrides: Overrides) -> ExitCode {
+/// A gateway fed by the control plane, in the mesh or not.
+enum Fed {
+    Edge(client::FedGateway),
+    Mesh(meshgate_mesh::ingress::MeshGateway),
+}
+
+impl Fed {
+    fn gateway(&self) -> &Arc<Gateway> {
+        match self {
+            Fed::Edge(f) => &f.gateway,
+            Fed::Mesh(m) => &m.gateway,
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Fed::Edge(f) => f.shutdown().await,
+            Fed::Mesh(m) => m.shutdown().await,
+        }
+    }
+}
+
+/// Starts the gateway; `mesh`: the namespace of its mesh identity when it joins
+/// the mesh.
+async fn start(
+    settings: Settings,
+    transform: client::Transform,
+    mesh: Option<String>,
+) -> Result<Fed, String> {
+    let compiler = meshgate_policy::Policies::compiler();
+    match mesh {
+        None => client::start_gateway_with(settings, compiler, transform)
+            .await
+            .map(Fed::Edge)
+            .map_err(|e| e.to_string()),
+        Some(namespace) => {
+            let fed = meshgate_mesh::ingress::start(settings, &namespace, compiler, transform)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(spiffe_id = %fed.identity().spiffe_id(), "joined the mesh");
+            Ok(Fed::Mesh(fed))
+        }
+    }
+}
+
+async fn serve(settings: Settings, overrides: Overrides, mesh: Option<String>) -> ExitCode {
     let source = format!("control plane {}", settings.control);
     let transform: client::Transform = Arc::new(move |config: &mut Config| overrides.apply(config));
-    let started =
-        client::start_gateway_with(settings, meshgate_policy::Policies::compiler(), transform);
+    let started = start(settings, transform, mesh);
     let fed = tokio::select! {
         fed = started => match fed {
             Ok(fed) => fed,
@@ -174,7 +232,7 @@ async fn serve(settings: Settings, overrides: Overrides) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let admin = start_admin(&fed.gateway, &source).await;
+    let admin = start_admin(fed.gateway(), &source).await;
     let signal = shutdown_signal().await;
     tracing::info!(signal, "draining");
     if let Some(admin) = admin {

@@ -1,8 +1,8 @@
 //! `meshgate intercept print|apply|remove`: the transparent-interception rules on
 //! their own (a developer tool, and the init-step form: install the rules, then
 //! start the sidecar). `RuleArgs` are the flags that say what is intercepted;
-//! `meshgate sidecar --intercept` can flatten their `Exclusions` part into its
-//! own arguments and pass the spec to `meshgate_mesh::intercept::start`.
+//! `meshgate sidecar --intercept` flattens their `Exclusions` part into its own
+//! arguments and passes the spec to `meshgate_mesh::intercept::start`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;

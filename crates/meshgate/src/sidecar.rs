@@ -5,6 +5,10 @@
 //! `--outbound-port`), registers its inbound address so the others find it, and
 //! on SIGTERM/SIGINT deregisters (with drain) and drains. The work is in
 //! `meshgate_mesh::sidecar`; this is the command line.
+//!
+//! With `--intercept` it also installs the transparent-interception rules
+//! (`meshgate_mesh::intercept`) once it serves, and removes them after draining;
+//! `--dry-run` prints them and exits without contacting anything.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ use meshgate_control::client::Backoff;
 use meshgate_control::sidecar::Ports;
 use meshgate_control::sidecar::ports::{DEFAULT_INBOUND, DEFAULT_OUTBOUND};
 use meshgate_core::{Gateway, Reloader};
+use meshgate_mesh::intercept::{self, Interception, Spec};
 use meshgate_mesh::sidecar::{Sidecar, SidecarSettings};
 
 use crate::run::{init_tracing, runtime};
@@ -75,6 +80,18 @@ pub struct Args {
     /// Lease of the registration (heartbeats every third of it), 1s-300s.
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     registration_ttl: Duration,
+    /// Transparent interception: install iptables rules (nat table, this network
+    /// namespace) sending the app's TCP connections to the outbound port and
+    /// connections from the network to the inbound port; removed on exit. Needs
+    /// CAP_NET_ADMIN, and the app must run as another uid than the sidecar.
+    #[arg(long)]
+    intercept: bool,
+    /// With --intercept: print the iptables commands and exit (nothing is
+    /// contacted or installed).
+    #[arg(long, requires = "intercept")]
+    dry_run: bool,
+    #[command(flatten)]
+    exclusions: crate::intercept::Exclusions,
 }
 
 fn read(what: &str, path: &Path) -> Result<Vec<u8>, String> {
@@ -123,8 +140,54 @@ fn settings(args: Args) -> Result<SidecarSettings, String> {
     })
 }
 
+/// The interception rules `--intercept` asks for, as far as the command line
+/// knows them: a non-loopback admin port is left alone too (the inbound ports of
+/// the service's TCP ports are added once the config is known, see `serve`).
+fn intercept_spec(args: &Args) -> Result<Option<Spec>, String> {
+    if !args.intercept {
+        return Ok(None);
+    }
+    let mut spec = args
+        .exclusions
+        .spec(args.outbound_port, Some(args.inbound_port))?;
+    if let Some(admin) = args.admin
+        && !admin.ip().is_loopback()
+    {
+        exclude_inbound(&mut spec, admin.port());
+    }
+    Ok(Some(spec))
+}
+
+fn exclude_inbound(spec: &mut Spec, port: u16) {
+    if Some(port) != spec.inbound_port && !spec.exclude_inbound_ports.contains(&port) {
+        spec.exclude_inbound_ports.push(port);
+    }
+}
+
 pub fn run(args: Args) -> ExitCode {
     init_tracing();
+    let spec = match intercept_spec(&args) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("meshgate sidecar --intercept: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.dry_run
+        && let Some(spec) = &spec
+    {
+        return match intercept::start(spec, true) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meshgate sidecar --dry-run: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if spec.is_some() && args.advertise.is_none() {
+        // Redirected traffic comes from other pods, which cannot dial 127.0.0.1.
+        tracing::warn!("--intercept without --advertise: other sidecars are told 127.0.0.1");
+    }
     let settings = match settings(args) {
         Ok(s) => s,
         Err(e) => {
@@ -136,10 +199,10 @@ pub fn run(args: Args) -> ExitCode {
     let Some(runtime) = runtime(workers) else {
         return ExitCode::FAILURE;
     };
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(settings, spec))
 }
 
-async fn serve(settings: SidecarSettings) -> ExitCode {
+async fn serve(settings: SidecarSettings, spec: Option<Spec>) -> ExitCode {
     let source = format!("control plane {}", settings.control);
     let (service, namespace) = (settings.service.clone(), settings.namespace.clone());
     let started = Sidecar::start(settings, meshgate_policy::Policies::compiler());
@@ -168,14 +231,65 @@ async fn serve(settings: SidecarSettings) -> ExitCode {
         addrs.join(" ")
     );
     let admin = start_admin(sidecar.gateway(), &source).await;
+    let rules = match spec {
+        Some(spec) => match install(spec, sidecar.gateway()).await {
+            Ok(rules) => Some(rules),
+            Err(e) => {
+                eprintln!("meshgate sidecar --intercept: {e}");
+                if let Some(admin) = admin {
+                    admin.shutdown().await;
+                }
+                sidecar.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let signal = shutdown_signal().await;
     tracing::info!(signal, "deregistering and draining");
     if let Some(admin) = admin {
         admin.shutdown().await;
     }
     sidecar.shutdown().await;
+    // After the drain: connections the app opens meanwhile still reach the
+    // (draining) sidecar rather than bypassing the mesh.
+    if let Some(rules) = rules {
+        let removed = tokio::task::spawn_blocking(move || rules.remove()).await;
+        match removed {
+            Ok(Ok(())) => tracing::info!("interception rules removed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the interception rules"),
+            Err(e) => tracing::error!(error = %e, "cannot remove the interception rules"),
+        }
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Installs the rules once the sidecar serves, so its listeners are known: the
+/// ports it listens on beyond the loopback besides the inbound port (the inbound
+/// TCP listeners at inbound port + 1, + 2, …) are dialled directly by other
+/// sidecars and must not be redirected to the inbound port. (A TCP port added by
+/// a later config is not excluded until the sidecar restarts.) Runs the
+/// `iptables` processes off the async workers.
+async fn install(mut spec: Spec, gateway: &Arc<Gateway>) -> Result<Interception, String> {
+    for (_, addr) in gateway.addrs() {
+        if !addr.ip().is_loopback() {
+            exclude_inbound(&mut spec, addr.port());
+        }
+    }
+    let installed = tokio::task::spawn_blocking(move || intercept::start(&spec, false)).await;
+    match installed {
+        Ok(Ok(Some(rules))) => {
+            eprintln!(
+                "meshgate sidecar: interception rules installed ({} commands)",
+                rules.rules().install_lines().len()
+            );
+            Ok(rules)
+        }
+        Ok(Ok(None)) => Err("no rules installed".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The sidecar's admin API (`--admin`), as `meshgate gateway` serves its own. A

@@ -1,14 +1,17 @@
 //! Privileged tests of transparent interception: each "pod" is a network
 //! namespace (joined to the other by a veth pair, 10.77.0.1 ↔ 10.77.0.2) with
 //! its own processes and its own iptables rules, installed by `meshgate
-//! intercept`. An unmodified `curl`, run as another user than the proxy, reaches
-//! the other pod only through the proxy. Needs root, `ip` (iproute2), `iptables`,
+//! intercept` or by `meshgate sidecar --intercept` (with a control plane in pod
+//! A). An unmodified `curl`, run as another user than the proxy, reaches the
+//! other pod only through the proxy. Needs root, `ip` (iproute2), `iptables`,
 //! `curl`, `setpriv`; without them each test prints "skipped: <reason>" and
 //! passes. Namespaces (and with them their rules) are deleted by a guard.
 //!
 //! Lives in the binary crate's tests because it drives the `meshgate` binary.
 
 mod common;
+#[path = "intercept_netns/sidecar.rs"]
+mod sidecar;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
