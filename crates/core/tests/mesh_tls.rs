@@ -408,3 +408,85 @@ async fn ca_rotation_with_overlap_then_the_old_ca_is_refused() {
     a.gateway.shutdown().await;
     b.gateway.shutdown().await;
 }
+
+/// B's TCP mesh listener with `meshAuthorization` allowing only `allowed`.
+fn tcp_inbound_allowing(app: SocketAddr, allowed: &str) -> String {
+    format!(
+        "listeners: [{{name: in, address: \"127.0.0.1:0\", protocol: TCP, l4: {{service: app}}, mesh: {{}},
+  meshAuthorization: {{defaultAction: DENY, rules: [{{name: only, action: ALLOW, from: [{{spiffeId: \"{allowed}\"}}]}}]}}}}]
+services: [{{name: app, endpoints: [\"{app}\"]}}]
+"
+    )
+}
+
+/// A TCP (L4) gateway `out` in front of B's listener, with identity `sa`.
+async fn tcp_caller(ca: &MeshCa, sa: &str, b: SocketAddr) -> MeshGateway {
+    MeshGateway::start(
+        &format!(
+            "listeners: [{{name: out, address: \"127.0.0.1:0\", protocol: TCP, l4: {{service: b}}}}]
+services: [{{name: b, endpoints: [\"{b}\"], mesh: {{spiffeId: \"{}\"}}}}]
+",
+            id("b")
+        ),
+        Some(ca.identity(&id(sa), &[ca])),
+    )
+    .await
+}
+
+/// One HTTP/1.1 keep-alive exchange on an open TCP stream; false if the stream
+/// was closed instead of answered.
+async fn exchange(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream
+        .write_all(b"GET /l4 HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => buf[..n].starts_with(b"HTTP/1.1 200"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn tcp_mesh_listeners_enforce_and_recheck_mesh_authorization() {
+    let ca = MeshCa::new("l4-authz");
+    let app = Backend::start("app").await;
+    let b = MeshGateway::start(
+        &tcp_inbound_allowing(app.addr, &id("a")),
+        Some(ca.identity(&id("b"), &[&ca])),
+    )
+    .await;
+    let a = tcp_caller(&ca, "a", b.addr("in")).await;
+    let c = tcp_caller(&ca, "c", b.addr("in")).await;
+
+    // A is allowed and keeps its connection open; C's is refused.
+    let mut open = tokio::net::TcpStream::connect(a.addr("out")).await.unwrap();
+    assert!(exchange(&mut open).await, "A allowed over L4 mesh mTLS");
+    let mut refused = tokio::net::TcpStream::connect(c.addr("out")).await.unwrap();
+    assert!(
+        !exchange(&mut refused).await,
+        "C denied by meshAuthorization"
+    );
+    b.wait_metric("meshgate_mesh_authz_denied_total{listener=\"in\",rule=\"defaultAction\",stage=\"connection\"} 1")
+        .await;
+
+    // A reload that allows only C closes A's open tunnel.
+    let next =
+        meshgate_config::parse_str(&tcp_inbound_allowing(app.addr, &id("c")), "t.yaml").unwrap();
+    b.gateway.apply(next).await.unwrap();
+    assert!(
+        !exchange(&mut open).await,
+        "A's open tunnel closed after the reload"
+    );
+    let mut now = tokio::net::TcpStream::connect(c.addr("out")).await.unwrap();
+    assert!(exchange(&mut now).await, "C allowed after the reload");
+    // Open tunnels would hold the drain until its timeout.
+    drop((open, refused, now));
+    for g in [a, c, b] {
+        g.gateway.shutdown().await;
+    }
+}

@@ -115,10 +115,17 @@ async fn run(
         l4.service.as_deref().ok_or("no_backend")?
     };
     // `listeners[].mesh`: terminate mTLS, then copy the plaintext.
-    let client = match snapshot.listener_mesh.get(&listener.name) {
+    let (client, peer) = match snapshot.listener_mesh.get(&listener.name) {
         Some(mesh) => mesh.accept_stream(client, shared).await?,
-        None => crate::server::mesh::MeshStream::from(client),
+        None => (crate::server::mesh::MeshStream::from(client), None),
     };
+    // `meshAuthorization`: the caller's identity decides (a TCP stream has no
+    // method or path); a connection later denied by a reload is shut at once.
+    let admitted = snapshot
+        .mesh_authz
+        .admit(&listener.name, peer.as_deref(), false)
+        .ok_or("mesh_denied")?;
+    let client = admitted.wrap(client);
     let upstream = snapshot.upstreams.get(service).ok_or("no_backend")?.clone();
     record.service = Some(upstream.name.clone());
     let connect_timeout = snapshot

@@ -179,15 +179,16 @@ impl MeshListener {
         &self,
         stream: TcpStream,
         shared: &Shared,
-    ) -> Result<MeshStream, &'static str> {
+    ) -> Result<(MeshStream, Option<Arc<ClientCert>>), &'static str> {
         let client = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         match self.accept(stream, shared, client).await {
-            Ok(Accepted::Plain(s)) => Ok(MeshStream::Plain(s)),
-            Ok(Accepted::Tls(tls, _peer)) => Ok(MeshStream::Tls(Box::new(
-                tokio_rustls::TlsStream::Server(*tls),
-            ))),
+            Ok(Accepted::Plain(s)) => Ok((MeshStream::Plain(s), None)),
+            Ok(Accepted::Tls(tls, peer)) => Ok((
+                MeshStream::Tls(Box::new(tokio_rustls::TlsStream::Server(*tls))),
+                peer,
+            )),
             Err(reason) => Err(reason.as_str()),
         }
     }
