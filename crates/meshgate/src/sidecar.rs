@@ -29,6 +29,10 @@ use crate::signals::shutdown_signal;
 /// The command line of `meshgate sidecar`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Worker threads. Default 1: a sidecar carries one workload's traffic, and one
+    /// worker never wakes a second thread per request (Linkerd's proxy does the same).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
     /// The mesh service this workload is (`mesh.services[].name`).
     #[arg(long, value_name = "NAME")]
     service: String,
@@ -188,6 +192,7 @@ pub fn run(args: Args) -> ExitCode {
         // Redirected traffic comes from other pods, which cannot dial 127.0.0.1.
         tracing::warn!("--intercept without --advertise: other sidecars are told 127.0.0.1");
     }
+    let args_workers = args.workers.max(1);
     let settings = match settings(args) {
         Ok(s) => s,
         Err(e) => {
@@ -195,8 +200,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let Some(runtime) = runtime(workers) else {
+    let Some(runtime) = runtime(args_workers) else {
         return ExitCode::FAILURE;
     };
     runtime.block_on(serve(settings, spec))
