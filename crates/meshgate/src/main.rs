@@ -80,7 +80,7 @@ enum Command {
     Gateway(gateway::Args),
     /// Run a mesh sidecar beside one workload: inbound mTLS to the app, outbound
     /// routes to the other mesh services, config and identity from a control plane.
-    Sidecar(sidecar::Args),
+    Sidecar(Box<sidecar::Args>),
     /// Transparent-interception iptables rules on their own (dev/init step).
     #[command(subcommand, hide = true)]
     Intercept(intercept::Command),
@@ -176,7 +176,7 @@ fn main() -> ExitCode {
         Command::Operator(command) => operator::run(command),
         Command::Control { config } => control::run(&config),
         Command::Gateway(args) => gateway::run(args),
-        Command::Sidecar(args) => sidecar::run(args),
+        Command::Sidecar(args) => sidecar::run(*args),
         Command::Intercept(command) => intercept::run(command),
         Command::MeshCa(command) => mesh_ca::run(command),
         Command::Schema => {
