@@ -1,15 +1,47 @@
 //! Small process and network helpers for tests.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (bind to :0, read it, release it). Prefer
-/// binding to port 0 directly; this is for processes that need a number up front.
+/// A port that was free a moment ago, for processes that need a number up front
+/// (prefer binding to port 0 directly).
+///
+/// Taken below the kernel's ephemeral range, not from `bind(:0)`: a port released
+/// by `bind(:0)` is soon handed out again as the local port of some outgoing
+/// connection (this test's or a parallel one's), and the process it was meant
+/// for then fails with "address in use". Each process starts at its own offset
+/// and never hands out the same port twice.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = reserved_range();
+    let span = u32::from(high - low);
+    let start = std::process::id().wrapping_mul(7919) % span.max(1);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + ((start + n) % span) as u16;
+        if bindable(port) {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Ports below the ephemeral range (`ip_local_port_range`), from 10000.
+fn reserved_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10_000, ephemeral_low.max(10_001))
+}
+
+/// Free on every address a test process may bind it on.
+fn bindable(port: u16) -> bool {
+    TcpListener::bind(("0.0.0.0", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Waits until something accepts TCP connections on `addr`.

@@ -121,9 +121,7 @@ async fn run(
     };
     // `meshAuthorization`: the caller's identity decides (a TCP stream has no
     // method or path); a connection later denied by a reload is shut at once.
-    let admitted = snapshot
-        .mesh_authz
-        .admit(&listener.name, peer.as_deref(), false)
+    let admitted = crate::mesh_authz::admit_stream(shared, &listener.name, peer.as_deref(), false)
         .ok_or("mesh_denied")?;
     let client = admitted.wrap(client);
     let upstream = snapshot.upstreams.get(service).ok_or("no_backend")?.clone();

@@ -195,12 +195,30 @@ impl MeshAuthz {
     }
 }
 
-/// Lets a new HTTP connection in (see [`MeshAuthz::admit`]).
+/// Lets a new HTTP connection in (see [`admit_stream`]).
 pub fn admit(shared: &Shared, conn: &ConnInfo) -> Option<Admitted> {
-    let snapshot = shared.snapshot.load();
-    snapshot
-        .mesh_authz
-        .admit(&conn.listener, conn.client_cert.as_deref(), true)
+    admit_stream(shared, &conn.listener, conn.client_cert.as_deref(), true)
+}
+
+/// Lets a new connection of `listener` in under the rules served now (see
+/// [`MeshAuthz::admit`]). The snapshot is loaded again once the connection is
+/// registered: a config change stored in between may have run its `recheck`
+/// before the registration, so the connection is judged again under it here.
+pub fn admit_stream(
+    shared: &Shared,
+    listener: &Arc<str>,
+    cert: Option<&ClientCert>,
+    http: bool,
+) -> Option<Admitted> {
+    let mut snapshot = shared.snapshot.load_full();
+    loop {
+        let admitted = snapshot.mesh_authz.admit(listener, cert, http)?;
+        let now = shared.snapshot.load_full();
+        if Arc::ptr_eq(&now, &snapshot) {
+            return Some(admitted);
+        }
+        snapshot = now;
+    }
 }
 
 /// The SPIFFE ID of a certificate: its first `spiffe://` URI SAN.
