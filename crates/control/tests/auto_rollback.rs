@@ -112,6 +112,7 @@ impl Plane {
             {
                 extra.address = "127.0.0.1:0".parse().unwrap();
             }
+            Ok(())
         });
         let compiler = Arc::new(meshgate_core::filter::NoPolicies);
         tokio::time::timeout(

@@ -20,18 +20,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use meshgate_config::Config;
-use meshgate_control::client::{Apply, Backoff, ClientError, ProxyClient, Settings, last_good};
+use meshgate_control::client::{Backoff, ClientError, FedGateway, Launch, Settings, start_fed};
 use meshgate_control::proto::v1::{ProxyIdentity, Registration};
 use meshgate_control::registrar::{Registrar, RegistrarError};
 use meshgate_control::sidecar::{Ports, localize};
 use meshgate_core::Gateway;
-use meshgate_core::access_log::AccessLog;
 use meshgate_core::filter::PolicyCompiler;
 use meshgate_core::identity::WorkloadIdentity;
-use tokio::sync::{Mutex, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use crate::identity_client::{IdentityClient, IdentityClientError, IdentitySettings};
 
@@ -83,10 +80,8 @@ pub enum SidecarError {
 
 /// A running sidecar.
 pub struct Sidecar {
-    gateway: Arc<Gateway>,
-    applied: watch::Receiver<Option<String>>,
+    fed: FedGateway,
     identity: IdentityClient,
-    client: JoinHandle<()>,
     registrar: Option<Registrar>,
 }
 
@@ -108,7 +103,7 @@ impl Sidecar {
             backoff: settings.backoff,
         })
         .await?;
-        let mut client = ProxyClient::new(Settings {
+        let client = Settings {
             control: settings.control.clone(),
             ca_pem: settings.control_ca_pem.clone(),
             token: settings.token.clone(),
@@ -121,39 +116,19 @@ impl Sidecar {
             data_dir: settings.data_dir.clone(),
             build: settings.build.clone(),
             backoff: settings.backoff,
-        })?;
-        let target = Arc::new(Target {
+        };
+        let local = settings.clone();
+        let launch = Launch {
             compiler,
-            identity: identity.identity(),
-            settings: settings.clone(),
-            gateway: Mutex::new(None),
-            started: watch::channel(None).0,
-        });
-        if let Some((snapshot, config)) = last_good(&settings.data_dir) {
-            match target.apply(config).await {
-                Ok(()) => {
-                    tracing::info!(version = %snapshot.version, "started from the last-good snapshot");
-                    client = client.serving(snapshot);
-                }
-                Err(e) => tracing::warn!(version = %snapshot.version, error = %e,
-                    "cannot start from the last-good snapshot; waiting for the control plane"),
-            }
-        }
-        let applied = client.applied();
-        let mut started = target.started.subscribe();
-        let mut task = AbortOnDrop(Some(tokio::spawn(client.run(target.clone()))));
-        let gateway = match started.wait_for(Option::is_some).await {
-            Ok(g) => g.clone(),
-            Err(_) => None,
+            transform: Arc::new(move |config: &mut Config| local.localize(config)),
+            identity: Some(identity.identity()),
         };
-        let Some(gateway) = gateway else {
-            return Err(ClientError::Stopped.into());
-        };
+        let fed = start_fed(client, launch).await?;
         let registrar = match &settings.registrar_token {
             Some(token) => match register(&settings, token).await {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    gateway.shutdown().await;
+                    fed.shutdown().await;
                     return Err(e.into());
                 }
             },
@@ -164,20 +139,15 @@ impl Sidecar {
                 None
             }
         };
-        let Some(client) = task.0.take() else {
-            return Err(ClientError::Stopped.into());
-        };
         Ok(Sidecar {
-            gateway,
-            applied,
+            fed,
             identity,
-            client,
             registrar,
         })
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+        &self.fed.gateway
     }
 
     /// The workload identity (rotated in place).
@@ -187,26 +157,19 @@ impl Sidecar {
 
     /// Follows the snapshot version being served.
     pub fn applied(&self) -> watch::Receiver<Option<String>> {
-        self.applied.clone()
+        self.fed.applied.clone()
     }
 
     /// Deregisters (with drain: peers stop choosing this sidecar once their configs
     /// update, requests in flight finish), stops following the control plane and
     /// drains the gateway.
-    pub async fn shutdown(mut self) {
-        if let Some(r) = self.registrar.take()
+    pub async fn shutdown(self) {
+        if let Some(r) = self.registrar
             && let Err(e) = r.deregister(true).await
         {
             tracing::warn!(error = %e, "cannot deregister; the lease will expire");
         }
-        self.client.abort();
-        self.gateway.shutdown().await;
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        self.client.abort();
+        self.fed.shutdown().await;
     }
 }
 
@@ -229,63 +192,17 @@ async fn register(settings: &SidecarSettings, token: &str) -> Result<Registrar, 
     Ok(r)
 }
 
-/// Aborts the task it holds when dropped.
-struct AbortOnDrop(Option<JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = &self.0 {
-            task.abort();
-        }
-    }
-}
-
-/// Starts the gateway with the first config, applies later ones; each config is
-/// first moved to this sidecar's ports and overrides.
-struct Target {
-    compiler: Arc<dyn PolicyCompiler>,
-    identity: Arc<WorkloadIdentity>,
-    settings: SidecarSettings,
-    gateway: Mutex<Option<Arc<Gateway>>>,
-    started: watch::Sender<Option<Arc<Gateway>>>,
-}
-
-impl Target {
-    fn local(&self, mut config: Config) -> Result<Config, String> {
-        localize(&mut config, &self.settings.ports).map_err(|e| e.to_string())?;
-        if let Some(path) = &self.settings.access_log {
+impl SidecarSettings {
+    /// Moves a generated config to this sidecar's ports and node-local overrides.
+    fn localize(&self, config: &mut Config) -> Result<(), String> {
+        localize(config, &self.ports).map_err(|e| e.to_string())?;
+        if let Some(path) = &self.access_log {
             config.access_log.path = path.clone();
         }
-        if let Some(addr) = self.settings.admin {
+        if let Some(addr) = self.admin {
             config.admin.enabled = true;
             config.admin.address = addr;
         }
-        Ok(config)
-    }
-}
-
-impl Apply for Target {
-    fn apply(&self, config: Config) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            let config = self.local(config)?;
-            let mut gateway = self.gateway.lock().await;
-            if let Some(g) = &*gateway {
-                return Gateway::apply(g, config).await.map_err(|e| e.to_string());
-            }
-            let log = AccessLog::open(&config.access_log.path)
-                .map_err(|e| format!("access log {}: {e}", config.access_log.path))?;
-            let g = Gateway::start_with_identity(
-                config,
-                log,
-                self.compiler.clone(),
-                Some(self.identity.clone()),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let g = Arc::new(g);
-            *gateway = Some(g.clone());
-            self.started.send_replace(Some(g));
-            Ok(())
-        })
+        Ok(())
     }
 }

@@ -67,7 +67,7 @@ mesh:
         settings,
         "",
         meshgate_policy::Policies::compiler(),
-        Arc::new(|_: &mut Config| {}),
+        Arc::new(|_: &mut Config| Ok(())),
     );
     let gateway = tokio::time::timeout(PATIENCE, started)
         .await
@@ -76,9 +76,9 @@ mesh:
     let gateway_id = "spiffe://cluster.local/ns/default/sa/gateway";
     assert_eq!(gateway.identity().spiffe_id().as_str(), gateway_id);
     // The registry lists B's sidecar in the gateway's config.
-    let mut applied = gateway.applied.clone();
+    let mut applied = gateway.fed.applied.clone();
     let has_b = || {
-        let config = gateway.gateway.snapshot().config.clone();
+        let config = gateway.fed.gateway.snapshot().config.clone();
         config
             .services
             .iter()

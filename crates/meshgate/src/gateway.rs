@@ -180,7 +180,7 @@ impl Fed {
     fn gateway(&self) -> &Arc<Gateway> {
         match self {
             Fed::Edge(f) => &f.gateway,
-            Fed::Mesh(m) => &m.gateway,
+            Fed::Mesh(m) => &m.fed.gateway,
         }
     }
 
@@ -217,7 +217,10 @@ async fn start(
 
 async fn serve(settings: Settings, overrides: Overrides, mesh: Option<String>) -> ExitCode {
     let source = format!("control plane {}", settings.control);
-    let transform: client::Transform = Arc::new(move |config: &mut Config| overrides.apply(config));
+    let transform: client::Transform = Arc::new(move |config: &mut Config| {
+        overrides.apply(config);
+        Ok(())
+    });
     let started = start(settings, transform, mesh);
     let fed = tokio::select! {
         fed = started => match fed {

@@ -11,4 +11,4 @@ pub mod otlp;
 mod util;
 
 pub use backend::{Backend, Behaviour};
-pub use util::{free_port, rss_kib, wait_for_port};
+pub use util::{free_port, free_ports, rss_kib, wait_for_port};

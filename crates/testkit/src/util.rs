@@ -13,21 +13,25 @@ use std::time::{Duration, Instant};
 /// for then fails with "address in use". Each process starts at its own offset
 /// and never hands out the same port twice.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive ports that were free a moment ago (see
+/// [`free_port`]; none of them is handed out again by this process).
+pub fn free_ports(n: u16) -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let (low, high) = reserved_range();
-    let span = u32::from(high - low);
-    let start = std::process::id().wrapping_mul(7919) % span.max(1);
+    let n = n.max(1);
+    let span = u32::from(high - low).saturating_sub(u32::from(n)).max(1);
+    let start = std::process::id().wrapping_mul(7919) % span;
     for _ in 0..span {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = low + ((start + n) % span) as u16;
-        if bindable(port) {
-            return port;
+        let at = NEXT.fetch_add(u32::from(n), Ordering::Relaxed);
+        let first = low + ((start + at) % span) as u16;
+        if (first..first + n).all(bindable) {
+            return first;
         }
     }
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    panic!("no {n} consecutive free ports in {low}..{high}");
 }
 
 /// Ports below the ephemeral range (`ip_local_port_range`), from 10000.

@@ -3,8 +3,10 @@
 //! control plane is unreachable — and otherwise from the first snapshot it
 //! receives (a gateway needs a config to start: its listeners, access log and
 //! tracing come from it). Either way it then follows the control plane.
-//! [`start_gateway_with`] rewrites each config first with a node-local
-//! [`Transform`] (`meshgate gateway --listen/--admin`).
+//! [`start_fed`] rewrites each config first with a node-local [`Transform`]
+//! (`meshgate gateway --listen/--admin`, a sidecar's ports) and may give the
+//! gateway a mesh identity: the control-plane gateway, the sidecar and the mesh
+//! ingress all start this way.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use futures_util::future::BoxFuture;
 use meshgate_config::Config;
 use meshgate_core::Gateway;
 use meshgate_core::filter::PolicyCompiler;
+use meshgate_core::identity::WorkloadIdentity;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
@@ -51,9 +54,30 @@ impl Drop for FedGateway {
 }
 
 /// A node-local change made to every config before it is applied (e.g. `meshgate
-/// gateway --listen NAME=ADDR`): every gateway of a fleet receives the same
-/// document, so what must differ per node is rewritten here.
-pub type Transform = Arc<dyn Fn(&mut Config) + Send + Sync>;
+/// gateway --listen NAME=ADDR`, or a sidecar's ports): every proxy of a fleet
+/// receives the same document, so what must differ per node is rewritten here.
+/// An error refuses (NACKs) the config.
+pub type Transform = Arc<dyn Fn(&mut Config) -> Result<(), String> + Send + Sync>;
+
+/// How a fed gateway is started: its policies, the node's [`Transform`], and the
+/// mesh identity it speaks mTLS with when it is in the mesh (sidecars, mesh
+/// ingress).
+pub struct Launch {
+    pub compiler: Arc<dyn PolicyCompiler>,
+    pub transform: Transform,
+    pub identity: Option<Arc<WorkloadIdentity>>,
+}
+
+impl Launch {
+    /// No transform, no identity.
+    pub fn plain(compiler: Arc<dyn PolicyCompiler>) -> Launch {
+        Launch {
+            compiler,
+            transform: Arc::new(|_: &mut Config| Ok(())),
+            identity: None,
+        }
+    }
+}
 
 /// Starts a gateway from the last-good cache in `settings.data_dir`, or else from
 /// the first snapshot that starts (those that do not are NACKed), and keeps it
@@ -64,28 +88,36 @@ pub async fn start_gateway(
     settings: Settings,
     compiler: Arc<dyn PolicyCompiler>,
 ) -> Result<FedGateway, ClientError> {
-    start_gateway_with(settings, compiler, Arc::new(|_: &mut Config| {})).await
+    start_fed(settings, Launch::plain(compiler)).await
 }
 
-/// [`start_gateway`], with `transform` applied to every config (the cached one
-/// and each snapshot) before the gateway sees it. What is cached and reported
-/// is the snapshot as received, so the control plane's versions stay the same
-/// on every node.
+/// [`start_gateway`], with `transform` applied to every config first.
 pub async fn start_gateway_with(
     settings: Settings,
     compiler: Arc<dyn PolicyCompiler>,
     transform: Transform,
 ) -> Result<FedGateway, ClientError> {
-    let mut client = ProxyClient::new(settings)?;
-    let target = Arc::new(Lazy {
-        compiler,
+    let launch = Launch {
         transform,
+        ..Launch::plain(compiler)
+    };
+    start_fed(settings, launch).await
+}
+
+/// [`start_gateway`] as `launch` says: the transform is applied to every config
+/// (the cached one and each snapshot) before the gateway sees it; what is cached
+/// and reported is the snapshot as received, so the control plane's versions
+/// stay the same on every node.
+pub async fn start_fed(settings: Settings, launch: Launch) -> Result<FedGateway, ClientError> {
+    let mut client = ProxyClient::new(settings)?;
+    let slot = Arc::new(GatewaySlot {
+        launch,
         gateway: Mutex::new(None),
         started: watch::channel(None).0,
     });
     let data_dir = client.settings.data_dir.clone();
     match cache::last_good(&data_dir) {
-        Some((snapshot, config)) => match target.apply(config).await {
+        Some((snapshot, config)) => match slot.apply(config).await {
             Ok(()) => {
                 tracing::info!(version = %snapshot.version, "started from the last-good snapshot");
                 client = client.serving(snapshot);
@@ -97,9 +129,9 @@ pub async fn start_gateway_with(
             "no last-good snapshot; waiting for the control plane"),
     }
     let applied = client.applied();
-    let mut started = target.started.subscribe();
+    let mut started = slot.started.subscribe();
     // Aborted if this future is dropped before the first config arrives.
-    let mut client = AbortOnDrop(Some(tokio::spawn(client.run(target.clone()))));
+    let mut client = AbortOnDrop(Some(tokio::spawn(client.run(slot.clone()))));
     let gateway = match started.wait_for(Option::is_some).await {
         Ok(g) => g.clone(),
         Err(_) => None,
@@ -127,27 +159,28 @@ impl Drop for AbortOnDrop {
 
 /// Starts the gateway with the first config it is given, applies later ones
 /// (each after the node's transform).
-struct Lazy {
-    compiler: Arc<dyn PolicyCompiler>,
-    transform: Transform,
+struct GatewaySlot {
+    launch: Launch,
     gateway: Mutex<Option<Arc<Gateway>>>,
     started: watch::Sender<Option<Arc<Gateway>>>,
 }
 
-impl Apply for Lazy {
+impl Apply for GatewaySlot {
     fn apply(&self, config: Config) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let mut config = config;
-            (self.transform)(&mut config);
+            (self.launch.transform)(&mut config)?;
             let mut gateway = self.gateway.lock().await;
             if let Some(g) = &*gateway {
                 return Gateway::apply(g, config).await.map_err(|e| e.to_string());
             }
-            let g = Arc::new(
-                Gateway::start(config, self.compiler.clone())
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
+            let Launch {
+                compiler, identity, ..
+            } = &self.launch;
+            let g = Gateway::launch(config, compiler.clone(), identity.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let g = Arc::new(g);
             *gateway = Some(g.clone());
             self.started.send_replace(Some(g));
             Ok(())

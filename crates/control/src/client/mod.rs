@@ -28,7 +28,7 @@ use crate::snapshot;
 
 pub use backoff::Backoff;
 pub use cache::last_good;
-pub use gateway::{FedGateway, Transform, start_gateway, start_gateway_with};
+pub use gateway::{FedGateway, Launch, Transform, start_fed, start_gateway, start_gateway_with};
 
 /// Largest snapshot accepted (a config document plus every discovered endpoint).
 const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;

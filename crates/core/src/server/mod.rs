@@ -72,12 +72,22 @@ impl Gateway {
         config: Config,
         compiler: Arc<dyn PolicyCompiler>,
     ) -> Result<Self, StartError> {
+        Self::launch(config, compiler, None).await
+    }
+
+    /// Like `start`, with the workload identity of a gateway in the mesh (see
+    /// `start_with_identity`).
+    pub async fn launch(
+        config: Config,
+        compiler: Arc<dyn PolicyCompiler>,
+        identity: Option<Arc<crate::identity::WorkloadIdentity>>,
+    ) -> Result<Self, StartError> {
         let log =
             AccessLog::open(&config.access_log.path).map_err(|source| StartError::AccessLog {
                 path: config.access_log.path.clone(),
                 source,
             })?;
-        Self::start_with_policies(config, log, compiler).await
+        Self::start_with_identity(config, log, compiler, identity).await
     }
 
     /// Like `start`, writing the access log to `log`; policies are refused (see

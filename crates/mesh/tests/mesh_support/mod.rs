@@ -173,12 +173,7 @@ pub fn log_path(dir: &Path, service: &str) -> PathBuf {
 /// A port p such that p and p + 1 were free a moment ago (a sidecar with one
 /// TCP port uses both).
 pub fn port_pair() -> u16 {
-    loop {
-        let p = meshgate_testkit::free_port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
+    meshgate_testkit::free_ports(2)
 }
 
 /// A TCP server echoing every byte back.
