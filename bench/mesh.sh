@@ -16,7 +16,8 @@
 # Options (env): RATE (1000 req/s), SECS (30), CONNS (16), ROUNDS (1: direct, mesh
 # alternated ROUNDS times, each row printed), ACCESS_LOG (off; or a path, "stdout"),
 # PERF (empty; "client" or "app": `perf record -g` that sidecar during the last mesh run,
-# writing $WORK/perf-<which>.data), KEEP (1: keep the temp dir).
+# writing $WORK/perf-<which>.data), KEEP (1: keep the temp dir), HOLD (seconds to keep
+# everything running after the report, e.g. to inspect the sidecars' memory).
 # Needs: the Rust toolchain, curl, python3 (free ports). oha is installed with
 # `cargo install --root $CARGO_TARGET_DIR oha --locked` when absent from PATH.
 set -euo pipefail
@@ -182,4 +183,8 @@ awk -v c="$c_rss" -v a="$a_rss" -v ch="$c_hwm" -v ah="$a_hwm" -v ca="$c_anon" -v
   printf f, "client", c / 1024, ca / 1024, cf / 1024, cp / 1024, ch / 1024
   printf f, "app", a / 1024, aa / 1024, af / 1024, ap / 1024, ah / 1024 }'
 [ -n "$PERF" ] && echo && echo "perf data: $work/perf-$PERF.data" && KEEP=1
+if [ -n "${HOLD:-}" ]; then
+  echo "holding for $HOLD s: client sidecar pid $client_pid, app sidecar pid $app_pid"
+  sleep "$HOLD"
+fi
 exit 0

@@ -1,5 +1,6 @@
 //! Loading a document: YAML → model (serde-saphyr, field path via
-//! serde_path_to_error), then semantic validation; every error located.
+//! serde_path_to_error; JSON documents by serde_json first), then semantic
+//! validation; every error located.
 
 use std::path::Path;
 
@@ -62,6 +63,15 @@ fn locate_all(src: &str, file: &str, issues: Vec<crate::validate::Issue>) -> Vec
 }
 
 fn deserialize(src: &str, file: &str) -> Result<Config, ConfigErrors> {
+    // The documents the control plane generates for sidecars are JSON (a subset
+    // of YAML): serde_json reads them without the YAML machinery, whose code a
+    // sidecar then never runs or keeps resident. Any error is left to the YAML
+    // path below, which locates it.
+    if src.trim_start().starts_with('{')
+        && let Ok(config) = serde_json::from_str::<Config>(src)
+    {
+        return Ok(config);
+    }
     let mut field_path = String::new();
     let options = serde_saphyr::options! { with_snippet: false };
     let result = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
@@ -105,6 +115,20 @@ mod tests {
 
     fn errors(src: &str) -> String {
         parse_str(src, "t.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn json_documents_parse_and_their_errors_are_still_located() {
+        let json = r#"{"services": [{"name": "s", "endpoints": ["127.0.0.1:1"]}]}"#;
+        let yaml = "services:\n  - name: s\n    endpoints: [127.0.0.1:1]\n";
+        assert_eq!(
+            parse_str(json, "t.json").unwrap(),
+            parse_str(yaml, "t.yaml").unwrap()
+        );
+        let bad = r#"{"routes": [{"name": "r", "bogus": 1}]}"#;
+        let e = parse_str(bad, "t.json").unwrap_err().to_string();
+        assert!(e.starts_with("t.json:1:"), "{e}");
+        assert!(e.contains("routes[0].bogus: unknown field `bogus`"), "{e}");
     }
 
     #[test]

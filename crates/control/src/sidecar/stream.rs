@@ -2,8 +2,9 @@
 //! and the registry and publishes the sidecar's generated config into a `watch`
 //! the stream reads (latest wins, as for gateways): a new snapshot only when the
 //! generated document changed. The snapshot carries the document serialized as
-//! YAML in `config_yaml` (endpoints included, `endpoints` empty), so a sidecar
-//! opens it like any snapshot (`snapshot::open`). Its version is `<config
+//! JSON (which is YAML) in `config_yaml` (endpoints included, `endpoints` empty),
+//! so a sidecar opens it like any snapshot (`snapshot::open`), by the JSON path
+//! of the config parser. Its version is `<config
 //! version>-<hash of the document>`: equal on every replica and for every
 //! instance of the service.
 
@@ -121,7 +122,7 @@ impl Follower {
 
 /// The snapshot carrying `config` as generated for config version `version`.
 pub fn snapshot_of(version: u64, config: &Config) -> Result<Snapshot, GenerateError> {
-    let yaml = to_yaml(config)?;
+    let yaml = to_json(config)?;
     let hash = xxhash_rust::xxh3::xxh3_64(yaml.as_bytes()) as u32;
     Ok(Snapshot {
         version: format!("{version}-{hash:08x}"),
@@ -131,7 +132,8 @@ pub fn snapshot_of(version: u64, config: &Config) -> Result<Snapshot, GenerateEr
     })
 }
 
-/// The document as YAML (meshgate's parser reads it back to the same config).
-fn to_yaml(config: &Config) -> Result<String, GenerateError> {
-    serde_saphyr::to_string(config).map_err(|e| GenerateError::Model(e.to_string()))
+/// The document as JSON (meshgate's parser reads it back to the same config,
+/// without its YAML machinery).
+fn to_json(config: &Config) -> Result<String, GenerateError> {
+    serde_json::to_string(config).map_err(|e| GenerateError::Model(e.to_string()))
 }

@@ -216,6 +216,9 @@ fn the_snapshot_opens_to_the_generated_config() {
         panic!("{e}\n{}", snapshot.config_yaml);
     });
     assert_eq!(opened, c);
+    // JSON, read by serde_json alone (the parser's fast path, no YAML code run).
+    let direct: Config = serde_json::from_str(&snapshot.config_yaml).unwrap();
+    assert_eq!(direct, c);
     for service in ["b", "db"] {
         let c = sidecar_config(&doc(), service, "default", &instances()).unwrap();
         let snapshot = snapshot_of(7, &c).unwrap();
