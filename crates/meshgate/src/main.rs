@@ -18,6 +18,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: per-thread free lists instead of glibc's arenas, whose
+/// consolidation and cross-thread frees (records built on a worker, freed by the
+/// access-log writer) cost ~10 % of the proxy's CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "meshgate",
