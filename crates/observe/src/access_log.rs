@@ -1,11 +1,13 @@
-//! The access log: one JSON line per request, written by a dedicated thread so the
-//! request path only fills a record and hands it over (never blocks, never formats).
+//! The access log: one JSON line per request. The request path formats its line
+//! into a buffer of its own (no allocation, no lock shared with other workers in
+//! the common case); a dedicated thread writes the buffers in batches
+//! ([`writer`]), so the request path never waits on I/O.
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::sync_channel;
 use std::time::{Duration, SystemTime};
 
 use http::uri::PathAndQuery;
@@ -13,7 +15,9 @@ use http::{HeaderValue, Method, Version};
 use prometheus_client::metrics::counter::Counter;
 
 mod connection;
+mod writer;
 pub use connection::ConnectionRecord;
+use writer::Sink;
 
 /// Everything one log line says. Fields are cheap clones of what the request already
 /// holds (shared `Bytes`, `Arc<str>`), so filling it costs no copies of strings.
@@ -67,9 +71,9 @@ impl AccessRecord {
 /// The line as written: fields in a fixed order, borrowed from the record.
 #[derive(serde::Serialize)]
 struct Line<'a> {
-    time: String,
+    time: Shown<humantime::Rfc3339Timestamp>,
     request_id: &'a str,
-    client: String,
+    client: Shown<IpAddr>,
     method: &'a str,
     authority: Option<&'a str>,
     path: Option<&'a str>,
@@ -82,7 +86,7 @@ struct Line<'a> {
     upstream: Option<&'a str>,
     retries: u32,
     reason: Option<&'static str>,
-    trace_id: Option<String>,
+    trace_id: Option<Shown<Hex>>,
     upstream_ms: Option<f64>,
     bytes_in: u64,
     bytes_out: u64,
@@ -97,9 +101,9 @@ impl AccessRecord {
                 .as_ref()
                 .map_or(0, |c| c.load(Ordering::Relaxed));
         Line {
-            time: humantime::format_rfc3339_millis(self.time).to_string(),
+            time: Shown(humantime::format_rfc3339_millis(self.time)),
             request_id: self.request_id.to_str().unwrap_or(""),
-            client: self.client.to_canonical().to_string(),
+            client: Shown(self.client.to_canonical()),
             method: self.method.as_str(),
             authority: self.authority.as_ref().and_then(|v| v.to_str().ok()),
             path: self.path.as_ref().map(|p| p.as_str()),
@@ -118,7 +122,7 @@ impl AccessRecord {
             upstream: self.upstream.as_deref(),
             retries: self.retries,
             reason: self.reason,
-            trace_id: self.trace_id.map(|id| crate::trace::hex(&id)),
+            trace_id: self.trace_id.map(|id| Shown(Hex(id))),
             upstream_ms: self.upstream_elapsed.map(millis),
             bytes_in,
             bytes_out: self.bytes_out,
@@ -127,23 +131,48 @@ impl AccessRecord {
     }
 }
 
+/// A `Display` value written as a JSON string, without building a `String`.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A trace id in lower-case hex.
+struct Hex([u8; 16]);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = [0u8; 32];
+        crate::trace::write_hex(&mut out, &self.0);
+        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
+    }
+}
+
 /// Milliseconds with microsecond precision.
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Handle to the log writer; cloned into every connection.
+/// Handle to the log; cloned wherever lines are written from.
 #[derive(Debug, Clone, Default)]
 pub struct AccessLog {
-    tx: Option<SyncSender<Msg>>,
+    sink: Option<Handle>,
     dropped: Counter,
 }
 
-/// Records queued before the request path starts dropping them (and counting that).
-const QUEUE: usize = 64 * 1024;
+/// A holder of the sink; the writer thread ends once the last one is dropped.
+#[derive(Debug, Clone)]
+struct Handle(Arc<Sink>);
 
-/// How long the writer lets records accumulate after draining the queue.
-const BATCH_WAIT: Duration = Duration::from_millis(10);
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The writer may be parked with nothing to do: let it see it is the last.
+        self.0.wake();
+    }
+}
 
 impl AccessLog {
     /// A log that writes nothing.
@@ -164,12 +193,8 @@ impl AccessLog {
                     .open(file)?,
             ),
         };
-        let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || write_loop(rx, out))?;
         Ok(AccessLog {
-            tx: Some(tx),
+            sink: Some(Handle(Sink::start(out)?)),
             dropped: Counter::default(),
         })
     }
@@ -181,95 +206,40 @@ impl AccessLog {
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.sink.is_some()
     }
 
+    /// Formats the record's line into the log's buffer (dropped, and counted,
+    /// when the writer is too far behind).
     pub fn send(&self, record: AccessRecord) {
-        if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_)) = tx.try_send(Msg::Record(Box::new(record)))
+        if let Some(Handle(sink)) = &self.sink
+            && !sink.append(|buf| serde_json::to_writer(buf, &record.line()).is_ok())
         {
             self.dropped.inc();
         }
     }
 
-    /// Queues the line of a finished L4 connection (dropped, and counted, when full).
+    /// Formats the line of a finished L4 connection (see [`AccessLog::send`]).
     pub fn send_connection(&self, record: ConnectionRecord) {
-        if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_)) = tx.try_send(Msg::Connection(Box::new(record)))
+        if let Some(Handle(sink)) = &self.sink
+            && !sink.append(|buf| record.write_json(buf).is_ok())
         {
             self.dropped.inc();
         }
     }
 
-    /// Waits (up to `limit`) until every record sent so far is written and flushed.
+    /// Waits (up to `limit`) until every line sent so far is written and flushed.
     /// Called when the gateway stops, so the last lines are not lost at exit.
     pub fn flush(&self, limit: Duration) {
-        if let Some(tx) = &self.tx {
+        if let Some(Handle(sink)) = &self.sink {
             let (done, wait) = sync_channel(1);
-            if tx.send(Msg::Flush(done)).is_ok() {
-                let _ = wait.recv_timeout(limit);
-            }
+            sink.flush(done);
+            let _ = wait.recv_timeout(limit);
         }
     }
 
-    /// Records lost because the writer could not keep up.
+    /// Lines lost because the writer could not keep up.
     pub fn dropped(&self) -> u64 {
         self.dropped.get()
     }
-}
-
-/// What the writer thread receives.
-enum Msg {
-    Record(Box<AccessRecord>),
-    Connection(Box<ConnectionRecord>),
-    /// Write everything queued before this, flush, then answer.
-    Flush(SyncSender<()>),
-}
-
-/// Writes records as they come, flushing whenever the queue runs dry, then
-/// pausing `BATCH_WAIT` so that under load records are taken in batches. Ends when
-/// every sender is gone.
-fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut line = Vec::with_capacity(512);
-    let mut next = rx.recv().ok();
-    while let Some(msg) = next {
-        match msg {
-            Msg::Record(record) => {
-                line.clear();
-                if serde_json::to_writer(&mut line, &record.line()).is_ok() {
-                    line.push(b'\n');
-                    let _ = out.write_all(&line);
-                }
-            }
-            Msg::Connection(record) => {
-                line.clear();
-                if record.write_json(&mut line).is_ok() {
-                    line.push(b'\n');
-                    let _ = out.write_all(&line);
-                }
-            }
-            Msg::Flush(done) => {
-                let _ = out.flush();
-                let _ = done.send(());
-            }
-        }
-        next = match rx.try_recv() {
-            Ok(m) => Some(m),
-            Err(TryRecvError::Empty) => {
-                let _ = out.flush();
-                // Let records pile up for a moment instead of being woken for each
-                // one: under load a futex wake per request costs the proxy more
-                // than writing the line does. Lines still appear within BATCH_WAIT.
-                std::thread::sleep(BATCH_WAIT);
-                match rx.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(TryRecvError::Empty) => rx.recv().ok(),
-                    Err(TryRecvError::Disconnected) => None,
-                }
-            }
-            Err(TryRecvError::Disconnected) => None,
-        };
-    }
-    let _ = out.flush();
 }

@@ -108,7 +108,7 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Lower-case hex of `bytes` into `out` (twice as long).
-fn write_hex(out: &mut [u8], bytes: &[u8]) {
+pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = HEX[usize::from(b >> 4)];
         pair[1] = HEX[usize::from(b & 0xf)];

@@ -5,6 +5,6 @@ mod context;
 mod export;
 mod span;
 
-pub use context::{SpanId, TraceContext, TraceId, hex};
+pub use context::{SpanId, TraceContext, TraceId, hex, write_hex};
 pub use export::Exporter;
 pub use span::{SpanKind, SpanRecord};
