@@ -73,7 +73,16 @@ fn deserialize(src: &str, file: &str) -> Result<Config, ConfigErrors> {
         return Ok(config);
     }
     let mut field_path = String::new();
-    let options = serde_saphyr::options! { with_snippet: false };
+    // The parser's default budget (250,000 nodes, 1,000,000 events) refuses a
+    // 10,000-route config (~27 nodes a route); alias and depth limits, which are
+    // what protect against hostile documents, stay at their defaults.
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! {
+            max_nodes: 4_000_000,
+            max_events: 16_000_000,
+        },
+    };
     let result = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
         serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
             field_path = e.path().to_string();
@@ -115,6 +124,27 @@ mod tests {
 
     fn errors(src: &str) -> String {
         parse_str(src, "t.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn ten_thousand_routes_load_from_yaml_with_duplicates_still_found() {
+        let mut yaml =
+            String::from("services:\n  - name: s\n    endpoints: [127.0.0.1:1]\nroutes:\n");
+        for i in 0..10_000 {
+            yaml.push_str(&format!(
+                "  - name: r{i}\n    hostnames: [h{}.test]\n    matches:\n      - path: {{type: PathPrefix, value: /p{}}}\n        headers: [{{name: x-tenant, value: t{i}}}]\n    backendRefs: [{{name: s}}]\n",
+                i / 10,
+                i % 10
+            ));
+        }
+        let config = parse_str(&yaml, "big.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.routes.len(), 10_000);
+        let dup = yaml.replace("name: r9999\n", "name: r5\n");
+        let e = parse_str(&dup, "big.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("routes[9999].name: duplicate route name \"r5\" (first at routes[5])"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Names: uniqueness of listener, route and service names, and references to
 //! listeners and services, with a "did you mean" suggestion for near misses.
 
+use std::collections::HashMap;
+
 use super::Issues;
 use crate::Config;
 
@@ -32,21 +34,38 @@ impl Kind {
 
 /// The names of listeners, routes and services, in declaration order.
 pub(super) struct Known<'a> {
-    listeners: Vec<&'a str>,
-    routes: Vec<&'a str>,
-    services: Vec<&'a str>,
+    listeners: Names<'a>,
+    routes: Names<'a>,
+    services: Names<'a>,
+}
+
+/// One section's names, and where each first appears (so that checks stay
+/// linear with 10,000 routes).
+struct Names<'a> {
+    list: Vec<&'a str>,
+    first: HashMap<&'a str, usize>,
+}
+
+impl<'a> Names<'a> {
+    fn of(list: Vec<&'a str>) -> Self {
+        let mut first = HashMap::with_capacity(list.len());
+        for (i, name) in list.iter().enumerate() {
+            first.entry(*name).or_insert(i);
+        }
+        Names { list, first }
+    }
 }
 
 impl<'a> Known<'a> {
     pub(super) fn of(config: &'a Config) -> Self {
         Self {
-            listeners: config.listeners.iter().map(|l| l.name.as_str()).collect(),
-            routes: config.routes.iter().map(|r| r.name.as_str()).collect(),
-            services: config.services.iter().map(|s| s.name.as_str()).collect(),
+            listeners: Names::of(config.listeners.iter().map(|l| l.name.as_str()).collect()),
+            routes: Names::of(config.routes.iter().map(|r| r.name.as_str()).collect()),
+            services: Names::of(config.services.iter().map(|s| s.name.as_str()).collect()),
         }
     }
 
-    fn names(&self, kind: Kind) -> &[&'a str] {
+    fn names(&self, kind: Kind) -> &Names<'a> {
         match kind {
             Kind::Listener => &self.listeners,
             Kind::Route => &self.routes,
@@ -56,19 +75,19 @@ impl<'a> Known<'a> {
 
     /// The problem with a reference to listener `name`, if any.
     pub(super) fn listener(&self, name: &str) -> Option<String> {
-        unknown(Kind::Listener, name, &self.listeners)
+        known(Kind::Listener, name, &self.listeners)
     }
 
     /// The problem with a reference to service `name`, if any.
     pub(super) fn service(&self, name: &str) -> Option<String> {
-        unknown(Kind::Service, name, &self.services)
+        known(Kind::Service, name, &self.services)
     }
 
     /// Checks the name of entry `i` of `kind`'s section: not empty, not used by an
     /// earlier entry (reported here, naming the first one).
     pub(super) fn check_name(&self, kind: Kind, i: usize, issues: &mut Issues) {
         let names = self.names(kind);
-        let (this, section) = (names[i], kind.section());
+        let (this, section) = (names.list[i], kind.section());
         let path = format!("{section}[{i}].name");
         if this.trim().is_empty() {
             issues.add(
@@ -78,7 +97,7 @@ impl<'a> Known<'a> {
                     kind.singular()
                 ),
             );
-        } else if let Some(first) = names[..i].iter().position(|o| *o == this) {
+        } else if let Some(&first) = names.first.get(this).filter(|&&first| first < i) {
             issues.add(
                 path,
                 format!(
@@ -92,6 +111,14 @@ impl<'a> Known<'a> {
 
 /// Most names listed in an "expected one of" message.
 const LISTED: usize = 8;
+
+/// [`unknown`], with a hash probe for the common case of a known name.
+fn known(kind: Kind, name: &str, names: &Names<'_>) -> Option<String> {
+    if names.first.contains_key(name) {
+        return None;
+    }
+    unknown(kind, name, &names.list)
+}
 
 fn unknown(kind: Kind, name: &str, known: &[&str]) -> Option<String> {
     if known.contains(&name) {
