@@ -218,7 +218,10 @@ impl Gateway {
         let _ = self
             .drain_timeout
             .send(next.config.runtime.drain_timeout.get());
-        self.shared.snapshot.store(Arc::new(next));
+        let previous = self.shared.snapshot.swap(Arc::new(next));
+        // Freeing a big snapshot takes milliseconds (~6 ms for 10,000 routes): not on
+        // a worker serving requests (a request still holding it frees it instead).
+        tokio::task::spawn_blocking(move || drop(previous));
         // Open connections of callers the new rules deny are closed.
         self.snapshot().mesh_authz.recheck();
         self.lock_listeners().extend(keep);
