@@ -81,23 +81,10 @@ ulimit -n "$soft"
 
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p meshgate
 bin="$CARGO_TARGET_DIR/release/meshgate"
-oha=$(command -v oha || true)
-if [ -z "$oha" ]; then
-  oha="$CARGO_TARGET_DIR/bin/oha"
-  [ -x "$oha" ] || CARGO_TARGET_DIR="$CARGO_TARGET_DIR/oha-build" \
-    cargo install --quiet --root "$CARGO_TARGET_DIR" oha --locked
-fi
+. bench/lib.sh
+find_oha
 
-work=$(mktemp -d /tmp/meshgate-bench-memory.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work_dir memory
 # True once something listens on 127.0.0.1:$1 (read from /proc: no connection made,
 # so "start" is measured before the first request).
 listening() {
@@ -223,13 +210,7 @@ for line in sys.stdin:
 PY
 
 be_port=$(free_port)
-cat > "$work/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $work/backend.pid; error_log $work/backend.err;
-events { worker_connections 4096; }
-http { access_log off;
-  server { listen 127.0.0.1:$be_port backlog=4096; keepalive_requests 100000000;
-    location / { return 200 "hello from backend\n"; } } }
-CONF
+backend_conf "$work" "$be_port"
 nginx -c "$work/backend.conf" > "$work/backend.log" 2>&1 &
 pids+=($!)
 await_port backend "$be_port" $!

@@ -28,23 +28,10 @@ ACCESS_LOG=${ACCESS_LOG:-off} PERF=${PERF:-}
 
 cargo build --release --quiet -p meshgate
 bin="$CARGO_TARGET_DIR/release/meshgate"
-oha=$(command -v oha || true)
-if [ -z "$oha" ]; then
-  oha="$CARGO_TARGET_DIR/bin/oha"
-  [ -x "$oha" ] || CARGO_TARGET_DIR="$CARGO_TARGET_DIR/oha-build" \
-    cargo install --quiet --root "$CARGO_TARGET_DIR" oha --locked
-fi
+. bench/lib.sh
+find_oha
 
-work=$(mktemp -d /tmp/meshgate-bench-mesh.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work_dir mesh
 # Waits (up to $2 s) until the command in $3... succeeds; fails with $1 otherwise.
 await() {
   local what=$1 limit=$2; shift 2

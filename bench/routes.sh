@@ -37,6 +37,7 @@
 #   req/s ≥ 0.95). Then the reload run's wrk figures, reload times and the verdict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3} SECS=${SECS:-5} CONNS=${CONNS:-64}
 RELOAD_SECS=${RELOAD_SECS:-10} RELOADS=${RELOADS:-5}
 for t in nginx haproxy wrk bc python3 curl; do
@@ -129,15 +130,8 @@ if (( ROUNDS > 0 )); then
 fi
 
 # --- 2. reload of the 10k config under load ---------------------------------------
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 bport=$(free_port) mport=$(free_port)
-cat >"$dir/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $dir/backend.pid; error_log $dir/backend.err;
-events { worker_connections 4096; }
-http { access_log off;
-  server { listen 127.0.0.1:$bport backlog=4096; keepalive_requests 100000000;
-    location / { return 200 "hello from backend\n"; } } }
-CONF
+backend_conf "$dir" "$bport"
 nginx -c "$dir/backend.conf" >"$dir/backend.log" 2>&1 &
 pids+=($!)
 cfg=$dir/reload.json
