@@ -95,11 +95,6 @@ struct Line<'a> {
 
 impl AccessRecord {
     fn line(&self) -> Line<'_> {
-        let bytes_in = self.bytes_in
-            + self
-                .bytes_in_streamed
-                .as_ref()
-                .map_or(0, |c| c.load(Ordering::Relaxed));
         Line {
             time: Shown(humantime::format_rfc3339_millis(self.time)),
             request_id: self.request_id.to_str().unwrap_or(""),
@@ -124,7 +119,7 @@ impl AccessRecord {
             reason: self.reason,
             trace_id: self.trace_id.map(|id| Shown(Hex(id))),
             upstream_ms: self.upstream_elapsed.map(millis),
-            bytes_in,
+            bytes_in: self.bytes_in_total(),
             bytes_out: self.bytes_out,
             duration_ms: millis(self.duration),
         }
