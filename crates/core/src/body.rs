@@ -30,6 +30,8 @@ pub enum Body {
     Compressed(Box<crate::compress::Encoded>),
     /// One try of a request body streamed and copied for retries (`replay`).
     Replay(Box<replay::ReplayBody<Incoming>>),
+    /// An HTTP/1.1 upstream's response, its connection pooled again at the end.
+    Pooled(Box<crate::upstream::PooledBody>),
 }
 
 impl Body {
@@ -71,6 +73,7 @@ impl http_body::Body for Body {
             Body::Tee(tee) => Pin::new(&mut **tee).poll_frame(cx),
             Body::Compressed(c) => c.poll_frame(cx),
             Body::Replay(r) => Pin::new(&mut **r).poll_frame(cx),
+            Body::Pooled(p) => Pin::new(&mut **p).poll_frame(cx),
         }
     }
 
@@ -82,6 +85,7 @@ impl http_body::Body for Body {
             Body::Tee(tee) => tee.is_end_stream(),
             Body::Compressed(c) => c.is_end_stream(),
             Body::Replay(r) => r.is_end_stream(),
+            Body::Pooled(p) => p.is_end_stream(),
         }
     }
 
@@ -93,6 +97,7 @@ impl http_body::Body for Body {
             Body::Tee(tee) => tee.size_hint(),
             Body::Compressed(c) => c.size_hint(),
             Body::Replay(r) => r.size_hint(),
+            Body::Pooled(p) => p.size_hint(),
         }
     }
 }

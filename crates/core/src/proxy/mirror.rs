@@ -263,10 +263,7 @@ struct Shadow {
 
 /// Reads a body to its end, keeping up to `keep` bytes: `Some(Some(bytes))` when it
 /// all fit, `Some(None)` when it was larger (or not kept), `None` on a read error.
-async fn read_capped(
-    mut body: hyper::body::Incoming,
-    keep: Option<usize>,
-) -> Option<Option<Bytes>> {
+async fn read_capped(mut body: Body, keep: Option<usize>) -> Option<Option<Bytes>> {
     let mut kept = keep.map(|_| BytesMut::new());
     while let Some(frame) = body.frame().await {
         let frame = frame.ok()?;

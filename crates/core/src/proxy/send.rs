@@ -22,7 +22,7 @@ use crate::body::Body;
 use crate::body::replay::Replay;
 use crate::rescue::ProxyError;
 use crate::route::Route;
-use crate::upstream::{Endpoint, Outcome, OwnedPermit, Permit, Upstream, is_overflow};
+use crate::upstream::{Endpoint, Outcome, OwnedPermit, Permit, SendError, Upstream, is_overflow};
 use meshgate_observe::access_log::AccessRecord;
 
 /// The request body: held (replayable), streamed through once, or streamed and
@@ -233,7 +233,7 @@ pub async fn send(
                 });
                 let Some(failure) = wanted else {
                     return Ok(Sent {
-                        response: resp.map(Body::Stream),
+                        response: resp,
                         held: Held { in_flight, permit },
                     });
                 };
@@ -269,7 +269,7 @@ pub async fn send(
 
 /// A trailers-only gRPC answer's non-zero `grpc-status` (in the headers; a status
 /// in real trailers arrives after the response has started and is not seen here).
-fn grpc_failure(resp: &Response<Incoming>) -> Option<Failure> {
+fn grpc_failure(resp: &Response<Body>) -> Option<Failure> {
     let code: u8 = resp
         .headers()
         .get("grpc-status")?
@@ -322,7 +322,7 @@ pub(super) fn upstream_request(
 
 /// A client error as a try failure, or `Overflow` when the connection limit
 /// refused to connect (that is not the endpoint's fault and is not retried).
-fn classify(e: hyper_util::client::legacy::Error) -> Result<Failure, ProxyError> {
+fn classify(e: SendError) -> Result<Failure, ProxyError> {
     if e.is_connect() {
         if is_overflow(&e) {
             return Err(ProxyError::Overflow);

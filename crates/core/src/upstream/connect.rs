@@ -1,14 +1,15 @@
 //! Connecting to a service's endpoints: the HTTP client of a service, and TLS
 //! origination (`tls`).
 //!
-//! - [`UpstreamClient`] is hyper-util's pooled client, one per service. A plain
-//!   service uses the [`LimitedConnector`] as before (nothing added per request or
-//!   per read); a TLS service uses [`TlsConnector`], which connects through the same
+//! - [`UpstreamClient`] is one per service. HTTP/1.1 services keep their
+//!   connections in an [`Http1Pool`] (`pool`). A plain service dials through the
+//!   [`LimitedConnector`] (nothing added per request or per read); a TLS service
+//!   uses [`TlsConnector`], which connects through the same
 //!   `LimitedConnector` (so the connect timeout applies and `maxConnections` counts
 //!   TLS connections, the slot held until the TLS connection is dropped) and then
 //!   runs a rustls handshake with SNI, verification against `caFile`, an optional
 //!   client certificate and ALPN from the service's protocol.
-//! - `protocol: HTTP2` makes the client HTTP/2 only (prior knowledge over
+//! - `protocol: HTTP2` uses hyper-util's client, HTTP/2 only (prior knowledge over
 //!   cleartext, ALPN `h2` over TLS), one multiplexed connection per endpoint.
 //!
 //! - `services[].mesh` ([`MeshClient`]) originates mTLS with the workload identity
@@ -18,9 +19,11 @@
 //! apply); a bad file fails the build, naming the setting and the file.
 
 mod mesh;
+mod pool;
 mod tls;
 
 pub use mesh::MeshClient;
+pub use pool::{Http1Pool, PooledBody, SendError};
 pub use tls::{TlsConnector, TlsHandshakeError, TlsOrigin, is_tls_failure};
 
 use std::sync::Arc;
@@ -28,8 +31,8 @@ use std::task::{Context, Poll};
 
 use http::header::HOST;
 use http::uri::{Authority, Scheme};
-use http::{Request, Uri};
-use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
+use http::{Request, Response, Uri};
+use hyper_util::client::legacy::{Builder, Client};
 use meshgate_config as config;
 use tower::Service;
 
@@ -40,9 +43,9 @@ use crate::body::Body;
 #[derive(Debug)]
 pub enum UpstreamClient {
     /// HTTP/1.1 over TCP: the pool is keyed by endpoint.
-    Plain(Client<LimitedConnector, Body>),
+    Plain(Http1Pool<LimitedConnector>),
     /// HTTP/1.1 over TLS.
-    Tls(Client<TlsConnector, Body>),
+    Tls(Http1Pool<TlsConnector>),
     /// HTTP/2: one client per endpoint (see [`H2Endpoint`]); the first endpoint,
     /// then the others.
     Http2(Box<H2Endpoint>, Box<[H2Endpoint]>),
@@ -82,13 +85,19 @@ impl UpstreamClient {
             (None, Some(mesh)) => Some(Arc::new(mesh.http_origin(svc.protocol)?)),
             (None, None) => None,
         };
+        let (idle_timeout, max_idle) =
+            (svc.pool.idle_timeout.get(), svc.pool.max_idle_per_endpoint);
         if svc.protocol == config::UpstreamProtocol::HTTP1 {
             return Ok(match origin {
-                None => UpstreamClient::Plain(builder.build(connector)),
-                Some(origin) => UpstreamClient::Tls(builder.build(TlsConnector {
-                    inner: connector,
-                    origin,
-                })),
+                None => UpstreamClient::Plain(Http1Pool::new(connector, idle_timeout, max_idle)),
+                Some(origin) => UpstreamClient::Tls(Http1Pool::new(
+                    TlsConnector {
+                        inner: connector,
+                        origin,
+                    },
+                    idle_timeout,
+                    max_idle,
+                )),
             });
         }
         let h2 = svc.http2.clone().unwrap_or_default();
@@ -137,7 +146,11 @@ impl UpstreamClient {
         if endpoints.is_empty() {
             // No endpoints (discovery found none): `Upstream::pick` fails before any
             // request reaches a client, so an unused plain one stands in.
-            return Ok(UpstreamClient::Plain(builder.build(connector)));
+            return Ok(UpstreamClient::Plain(Http1Pool::new(
+                connector,
+                idle_timeout,
+                max_idle,
+            )));
         }
         let first = endpoints.remove(0);
         Ok(UpstreamClient::Http2(Box::new(first), endpoints.into()))
@@ -146,10 +159,10 @@ impl UpstreamClient {
     /// Sends `req` (absolute URI `http://endpoint/…`, Host set). For TLS services
     /// the scheme becomes `https` (HTTP/2's `:scheme`). For HTTP/2 the Host header
     /// becomes the URI's authority (`:authority`).
-    pub fn request(&self, req: Request<Body>) -> ResponseFuture {
+    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, SendError> {
         match self {
-            UpstreamClient::Plain(c) => c.request(req),
-            UpstreamClient::Tls(c) => c.request(with_uri(req, Some(Scheme::HTTPS), None)),
+            UpstreamClient::Plain(pool) => pool.send(req).await,
+            UpstreamClient::Tls(pool) => pool.send(with_uri(req, Some(Scheme::HTTPS), None)).await,
             UpstreamClient::Http2(first, others) => {
                 let target = req.uri().authority();
                 // The URI is always one of the endpoints (send builds it so).
@@ -169,10 +182,14 @@ impl UpstreamClient {
                     },
                     None => None,
                 };
-                match &ep.client {
-                    H2Client::Plain(c) => c.request(with_uri(req, None, authority)),
-                    H2Client::Tls(c) => c.request(with_uri(req, Some(Scheme::HTTPS), authority)),
-                }
+                let sent = match &ep.client {
+                    H2Client::Plain(c) => c.request(with_uri(req, None, authority)).await,
+                    H2Client::Tls(c) => {
+                        c.request(with_uri(req, Some(Scheme::HTTPS), authority))
+                            .await
+                    }
+                };
+                Ok(sent?.map(Body::Stream))
             }
         }
     }

@@ -14,7 +14,9 @@ mod state;
 pub use breaker::{
     Breaker, ConnectionOverflow, Limit, LimitedConnector, OwnedPermit, Permit, is_overflow,
 };
-pub use connect::{MeshClient, TlsHandshakeError, TlsOrigin, UpstreamClient, is_tls_failure};
+pub use connect::{
+    MeshClient, PooledBody, SendError, TlsHandshakeError, TlsOrigin, UpstreamClient, is_tls_failure,
+};
 pub use outlier::{Outcome, Outlier};
 pub use state::{EndpointState, ServiceHealth, now_ms};
 
