@@ -23,7 +23,6 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct Route {
     pub name: Arc<str>,
-    pub hostnames: Vec<String>,
     pub filters: FilterChain,
     pub backends: Backends,
     pub request_timeout: Option<Duration>,
@@ -106,19 +105,26 @@ pub fn compile_tables(
             compile_route(r, upstreams, policies, metrics)
                 .map_err(|e| format!("routes[{ri}]: {e}"))?,
         );
+        let default_match = [config::RouteMatch::default()];
         let matches = if r.matches.is_empty() {
-            vec![config::RouteMatch::default()]
+            &default_match[..]
         } else {
-            r.matches.clone()
+            &r.matches[..]
         };
-        for m in &matches {
+        let on: Vec<usize> = (cfg.listeners.iter().enumerate())
+            .filter(|(_, l)| r.listeners.is_empty() || r.listeners.contains(&l.name))
+            .map(|(li, _)| li)
+            .collect();
+        for m in matches {
             let rule =
                 Rule::compile(route.clone(), m, order).map_err(|e| format!("routes[{ri}]: {e}"))?;
             order += 1;
-            for (li, l) in cfg.listeners.iter().enumerate() {
-                if r.listeners.is_empty() || r.listeners.contains(&l.name) {
-                    tables[li].insert(rule.clone());
+            // Moved into the last table that wants it, cloned for the others.
+            if let Some((&last, others)) = on.split_last() {
+                for &li in others {
+                    tables[li].insert(rule.clone(), &r.hostnames);
                 }
+                tables[last].insert(rule, &r.hostnames);
             }
         }
     }
@@ -162,7 +168,6 @@ fn compile_route(
             .as_ref()
             .map(crate::compress::Compression::compile),
         name,
-        hostnames: r.hostnames.clone(),
         filters: {
             let mut chain = filter::FilterChain {
                 request: policy_chain(&r.policies, policies)?,

@@ -26,10 +26,18 @@ struct HostRules {
 
 impl HostRules {
     fn insert(&mut self, rule: Rule) {
-        match &rule.path {
-            PathRule::Exact(p) => self.exact.entry(p.clone()).or_default().push(rule),
-            PathRule::Prefix(p) => self.prefix.entry(p.clone()).or_default().push(rule),
-            PathRule::Regex(_) => self.regex.push(rule),
+        let (map, path) = match &rule.path {
+            PathRule::Exact(p) => (&mut self.exact, p),
+            PathRule::Prefix(p) => (&mut self.prefix, p),
+            PathRule::Regex(_) => return self.regex.push(rule),
+        };
+        // Looked up first: most paths repeat across hosts' routes, and a new key
+        // is an allocation.
+        match map.get_mut(&**path) {
+            Some(rules) => rules.push(rule),
+            None => {
+                map.insert(path.clone(), vec![rule]);
+            }
         }
     }
 
@@ -174,29 +182,38 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Adds a rule under each of its route's hostnames (or under "any host").
-    pub fn insert(&mut self, rule: Rule) {
+    /// Adds a rule under each of its route's `hostnames` (or under "any host").
+    /// The rule is cloned only for a route's second and later hostnames.
+    pub fn insert(&mut self, rule: Rule, hostnames: &[String]) {
         self.len += 1;
-        let hostnames = rule.route.hostnames.clone();
-        if hostnames.is_empty() {
+        let Some((last, others)) = hostnames.split_last() else {
             self.any_host.insert(rule);
             return;
+        };
+        for host in others {
+            self.host_rules(host).insert(rule.clone());
         }
-        for host in hostnames.iter() {
-            let host = host.to_ascii_lowercase();
-            match host.strip_prefix('*') {
-                Some(suffix) => self
-                    .wildcard_hosts
-                    .entry(suffix.into())
-                    .or_default()
-                    .insert(rule.clone()),
-                None => self
-                    .exact_hosts
-                    .entry(host.into())
-                    .or_default()
-                    .insert(rule.clone()),
-            }
+        self.host_rules(last).insert(rule);
+    }
+
+    /// The rules of `host` (a wildcard `*.suffix` or an exact name, any case),
+    /// allocating its key only the first time it is seen.
+    fn host_rules(&mut self, host: &str) -> &mut HostRules {
+        let (map, key) = match host.strip_prefix('*') {
+            Some(suffix) => (&mut self.wildcard_hosts, suffix),
+            None => (&mut self.exact_hosts, host),
+        };
+        let lower;
+        let key = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = key.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            key
+        };
+        if !map.contains_key(key) {
+            map.insert(key.into(), HostRules::default());
         }
+        map.get_mut(key).expect("inserted above")
     }
 
     /// Orders candidates by precedence; call once after the last insert.
