@@ -20,6 +20,7 @@ pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;
+pub mod workers;
 
 pub use reload::{ReloadError, ReloadStatus, Reloader};
 pub use server::{Gateway, StartError};

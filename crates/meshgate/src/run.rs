@@ -78,7 +78,8 @@ pub fn run_source(
     })
 }
 
-/// Starts `config` on a runtime of its `runtime.workerThreads`, calls `ready` with
+/// Starts `config` with its `runtime.workerThreads` (one: everything on the main
+/// thread; more: that many worker threads, thread-per-core), calls `ready` with
 /// the running gateway (what it returns is kept alive until exit), and returns after
 /// a signal-triggered drain.
 pub fn serve<F, Fut>(config: Config, ready: F) -> ExitCode
@@ -90,9 +91,18 @@ where
         .runtime
         .worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let Some(runtime) = runtime(workers) else {
+    // Thread-per-core with more than one worker (`meshgate_core::workers`): the
+    // main runtime accepts, admin and background tasks run on it; each worker
+    // thread serves its share of the connections on a runtime of its own.
+    let Some(runtime) = runtime(1) else {
         return ExitCode::FAILURE;
     };
+    if workers > 1
+        && let Err(e) = meshgate_core::workers::start(workers)
+    {
+        eprintln!("cannot start {workers} worker threads: {e}");
+        return ExitCode::FAILURE;
+    }
     runtime.block_on(async move {
         let gateway = match Gateway::start(config, meshgate_policy::Policies::compiler()).await {
             Ok(g) => Arc::new(g),

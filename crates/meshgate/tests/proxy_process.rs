@@ -171,3 +171,72 @@ async fn curl_h1_and_h2c_through_the_gateway_process_and_access_log() {
     );
     assert_eq!((&l["route"], &l["upstream"]), (&Value::Null, &Value::Null));
 }
+
+/// CPU ticks (user + system) of each thread of `pid` named `mg-worker-*`.
+fn worker_ticks(pid: u32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+        let dir = task.expect("task").path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let name = name.trim();
+        if !name.starts_with("mg-worker") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: utime is the 12th, stime the 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        out.push((
+            name.to_owned(),
+            f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0),
+        ));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_threads_each_serve_their_share_of_connections() {
+    let backend = Backend::start("be").await;
+    let dir = TempDir::new("workers");
+    let log = dir.path("access.log");
+    let (gw, addr) = start_gateway(&dir, |port| {
+        gateway_yaml(port, backend.addr, &log, "{workerThreads: 2}")
+    })
+    .await;
+    let before = worker_ticks(gw.pid());
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["mg-worker-0", "mg-worker-1"]);
+
+    // Eight keep-alive connections, handed out round robin at accept: four each.
+    let url = format!("http://{addr}/api/load");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}\n"];
+                let urls = vec![url.as_str(); 300];
+                for u in &urls {
+                    args.push(u);
+                }
+                curl(&args).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let out = t.await.expect("curl task");
+        let codes = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            codes.lines().filter(|c| *c == "200").count(),
+            300,
+            "{out:?}"
+        );
+    }
+    let after = worker_ticks(gw.pid());
+    for ((name, t0), (_, t1)) in before.iter().zip(&after) {
+        assert!(t1 > t0, "{name} served nothing: {before:?} -> {after:?}");
+    }
+}

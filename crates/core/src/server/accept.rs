@@ -90,7 +90,7 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(local_addr);
-        let mut conn = ConnInfo {
+        let conn = ConnInfo {
             listener: name.clone(),
             client,
             local,
@@ -99,59 +99,31 @@ pub async fn accept_loop(
         };
         accepted_total.inc();
         active.inc();
-        match mode.current(&shared, &name) {
-            Mode::Plain => {
-                let conn = Arc::new(conn);
-                let shared = shared.clone();
-                let service = service_fn(move |req| {
-                    let shared = shared.clone();
-                    let conn = conn.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
-                });
-                // With upgrades: WebSocket handshakes hand the connection over.
-                let connection = builders
-                    .auto
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                spawn_counted(graceful.watch(connection), client, active.clone());
-            }
-            Mode::Redirect(port) => {
-                let port = *port;
-                let conn = Arc::new(conn);
-                let shared = shared.clone();
-                let service = service_fn(move |req| {
-                    let reply = redirect::answer(&shared, &conn, port, req);
-                    async move { Ok::<_, std::convert::Infallible>(reply) }
-                });
-                let connection = builders
-                    .auto
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                spawn_counted(graceful.watch(connection), client, active.clone());
-            }
-            Mode::Tls(tls) => {
-                conn.scheme = "https";
-                let task = TlsConn {
-                    tls: tls.clone(),
-                    shared: shared.clone(),
-                    builders: builders.clone(),
-                    watcher: graceful.watcher(),
-                    active: active.clone(),
-                };
-                tokio::spawn(task.serve(stream, conn));
-            }
-            Mode::Mesh(mesh) => {
-                let task = super::mesh::conn::MeshConn {
-                    mesh: mesh.clone(),
-                    shared: shared.clone(),
-                    builders: builders.clone(),
-                    watcher: graceful.watcher(),
-                    active: active.clone(),
-                };
-                tokio::spawn(task.serve(stream, conn));
-            }
-            Mode::Refuse => {
-                drop(stream);
+        let job = Connection {
+            mode: mode.current(&shared, &name).clone(),
+            shared: shared.clone(),
+            builders: builders.clone(),
+            watcher: graceful.watcher(),
+            active: active.clone(),
+        };
+        if !crate::workers::active() {
+            tokio::spawn(job.serve(stream, conn));
+            continue;
+        }
+        // A socket belongs to the reactor of the runtime that registered it: moved
+        // to its worker's, or every readiness event would wake this thread first.
+        match stream.into_std() {
+            Ok(std) => crate::workers::spawn(async move {
+                match TcpStream::from_std(std) {
+                    Ok(stream) => job.serve(stream, conn).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, %client, "cannot move the connection to its worker");
+                        job.active.dec();
+                    }
+                }
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, %client, "cannot move the connection to a worker");
                 active.dec();
             }
         }
@@ -197,6 +169,82 @@ impl Builders {
             Some(b"http/1.1") => &self.h1,
             _ => &self.auto,
         }
+    }
+}
+
+/// One accepted connection of an HTTP listener, served in its own task (on a
+/// worker thread in thread-per-core mode, see `crate::workers`).
+struct Connection {
+    mode: Mode,
+    shared: Arc<Shared>,
+    builders: Arc<Builders>,
+    /// Taken at accept, so a drain waits for handshakes in progress.
+    watcher: Watcher,
+    active: Gauge,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
+        let Connection {
+            mode,
+            shared,
+            builders,
+            watcher,
+            active,
+        } = self;
+        let client = conn.client;
+        let ended = match mode {
+            Mode::Plain => {
+                let conn = Arc::new(conn);
+                let service = service_fn(move |req| {
+                    let shared = shared.clone();
+                    let conn = conn.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
+                });
+                // With upgrades: WebSocket handshakes hand the connection over.
+                let connection = builders
+                    .auto
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(connection).await
+            }
+            Mode::Redirect(port) => {
+                let conn = Arc::new(conn);
+                let service = service_fn(move |req| {
+                    let reply = redirect::answer(&shared, &conn, port, req);
+                    async move { Ok::<_, std::convert::Infallible>(reply) }
+                });
+                let connection = builders
+                    .auto
+                    .serve_connection(TokioIo::new(stream), service);
+                watcher.watch(connection).await
+            }
+            Mode::Tls(tls) => {
+                conn.scheme = "https";
+                let task = TlsConn {
+                    tls,
+                    shared,
+                    builders,
+                    watcher,
+                    active,
+                };
+                return task.serve(stream, conn).await;
+            }
+            Mode::Mesh(mesh) => {
+                let task = super::mesh::conn::MeshConn {
+                    mesh,
+                    shared,
+                    builders,
+                    watcher,
+                    active,
+                };
+                return task.serve(stream, conn).await;
+            }
+            Mode::Refuse => Ok(()),
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, %client, "connection ended with error");
+        }
+        active.dec();
     }
 }
 
@@ -336,18 +384,4 @@ impl TlsConn {
         }
         active.dec();
     }
-}
-
-/// Runs a served connection in its own task; `active` goes down when it ends.
-fn spawn_counted<E: std::fmt::Display>(
-    connection: impl Future<Output = Result<(), E>> + Send + 'static,
-    client: SocketAddr,
-    active: Gauge,
-) {
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, %client, "connection ended with error");
-        }
-        active.dec();
-    });
 }

@@ -8,6 +8,7 @@
 //! list, and the connection goes back when the response body reaches its end
 //! ([`PooledBody`]): no task per request, one short lock on each side.
 //!
+//! Connections are pooled per worker thread (thread-per-core mode) and endpoint.
 //! A connection is dropped instead of pooled when its response body is not read to
 //! the end, when it has been idle longer than `pool.idleTimeout` (a sweeper task,
 //! started with the first connection, closes those), or when its endpoint already
@@ -69,7 +70,10 @@ pub struct Http1Pool<C> {
 
 #[derive(Debug)]
 struct Shared {
-    idle: Mutex<HashMap<Authority, Vec<Idle>, foldhash::fast::RandomState>>,
+    /// Keyed by worker thread (`crate::workers::current`) and endpoint: a
+    /// connection's task runs on the worker that opened it, so a request on
+    /// another worker would wake that one for every read and write.
+    idle: Mutex<HashMap<(usize, Authority), Vec<Idle>, foldhash::fast::RandomState>>,
     idle_timeout: Duration,
     max_idle: usize,
     sweeping: AtomicBool,
@@ -103,7 +107,10 @@ where
     /// form) on an idle connection to that endpoint, or a new one.
     pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Body>, SendError> {
         let dst = req.uri().clone();
-        let Some(key) = dst.authority().cloned() else {
+        let Some(key) = dst
+            .authority()
+            .map(|a| (crate::workers::current(), a.clone()))
+        else {
             return Err(SendError::Connect(
                 "request URI without an authority".into(),
             ));
@@ -140,7 +147,7 @@ where
     }
 
     /// The most recently pooled live connection to `key`, once it is ready.
-    async fn checkout(&self, key: &Authority) -> Option<SendRequest<Body>> {
+    async fn checkout(&self, key: &(usize, Authority)) -> Option<SendRequest<Body>> {
         loop {
             let idle = {
                 let mut pool = self.shared.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -201,7 +208,7 @@ async fn sweep(shared: Weak<Shared>) {
 #[derive(Debug)]
 struct Checkout {
     shared: Arc<Shared>,
-    key: Authority,
+    key: (usize, Authority),
     sender: SendRequest<Body>,
 }
 
