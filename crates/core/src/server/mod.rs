@@ -162,6 +162,11 @@ impl Gateway {
             .collect()
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> Arc<crate::proxy::Shared> {
+        self.shared.clone()
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
     }
