@@ -186,16 +186,19 @@ impl Gateway {
     /// listeners stop accepting and drain; unchanged services keep their pools.
     pub async fn apply(&self, config: Config) -> Result<(), StartError> {
         let _one_at_a_time = self.applying.lock().await;
-        // Compiled on a blocking thread: 10,000 routes take ~10 ms, which a worker
-        // would otherwise not spend serving. The replaced snapshot is freed on one
-        // too (below), and the blocking pool's idle threads are reused, so its
-        // memory is usually freed by the thread that allocated it (mimalloc frees
-        // from another thread cost ~3x more and slow that thread's next compile).
+        // Big configs compile on a blocking thread: 10,000 routes take ~10 ms, which
+        // a worker would otherwise not spend serving. The replaced snapshot is freed
+        // on one too (below), and the blocking pool's idle threads are reused, so
+        // its memory is usually freed by the thread that allocated it (mimalloc
+        // frees from another thread cost ~3x more and slow that thread's next
+        // compile). Small ones (a sidecar's) take well under a millisecond: inline,
+        // so they do not give a blocking thread an allocator heap of its own.
         let previous = self.snapshot();
+        let big = config.routes.len() + config.services.len() >= BIG_CONFIG;
         let metrics = self.shared.metrics.clone();
         let compiler = self.compiler.clone();
         let identity = self.identity.clone();
-        let next = tokio::task::spawn_blocking(move || {
+        let compile = move || {
             Snapshot::compile_with_identity(
                 config,
                 Some(&previous),
@@ -203,9 +206,14 @@ impl Gateway {
                 &*compiler,
                 identity.as_ref(),
             )
-        })
-        .await
-        .map_err(|e| CompileError(format!("compiling the config failed: {e}")))??;
+        };
+        let next = if big {
+            tokio::task::spawn_blocking(compile)
+                .await
+                .map_err(|e| CompileError(format!("compiling the config failed: {e}")))??
+        } else {
+            compile()?
+        };
         let wanted = &next.config.listeners;
         let (keep, gone): (Vec<Running>, Vec<Running>) = self
             .lock_listeners()
@@ -239,7 +247,9 @@ impl Gateway {
         let previous = self.shared.snapshot.swap(Arc::new(next));
         // Freeing a big snapshot takes milliseconds (~6 ms for 10,000 routes): not on
         // a worker serving requests (a request still holding it frees it instead).
-        tokio::task::spawn_blocking(move || drop(previous));
+        if big {
+            tokio::task::spawn_blocking(move || drop(previous));
+        }
         // Open connections of callers the new rules deny are closed.
         self.snapshot().mesh_authz.recheck();
         self.lock_listeners().extend(keep);
@@ -316,6 +326,10 @@ impl Gateway {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Routes + services from which `apply` compiles (and frees the replaced snapshot)
+/// on a blocking thread rather than inline.
+const BIG_CONFIG: usize = 1_000;
 
 /// Whether two listener specs describe the same socket. Policies are not part of
 /// it: they live in the snapshot, so changing them must not rebind (on port 0 that
