@@ -101,10 +101,12 @@ pub async fn accept_loop(
         active.inc();
         let job = Connection {
             mode: mode.current(&shared, &name).clone(),
-            shared: shared.clone(),
-            builders: builders.clone(),
-            watcher: graceful.watcher(),
-            active: active.clone(),
+            ctx: ConnCtx {
+                shared: shared.clone(),
+                builders: builders.clone(),
+                watcher: graceful.watcher(),
+                active: active.clone(),
+            },
         };
         if !crate::workers::active() {
             tokio::spawn(job.serve(stream, conn));
@@ -118,7 +120,7 @@ pub async fn accept_loop(
                     Ok(stream) => job.serve(stream, conn).await,
                     Err(e) => {
                         tracing::debug!(error = %e, %client, "cannot move the connection to its worker");
-                        job.active.dec();
+                        job.ctx.active.dec();
                     }
                 }
             }),
@@ -176,22 +178,38 @@ impl Builders {
 /// worker thread in thread-per-core mode, see `crate::workers`).
 struct Connection {
     mode: Mode,
-    shared: Arc<Shared>,
-    builders: Arc<Builders>,
+    ctx: ConnCtx,
+}
+
+/// What every connection task of an HTTP listener holds, whatever its mode.
+pub(crate) struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub builders: Arc<Builders>,
     /// Taken at accept, so a drain waits for handshakes in progress.
-    watcher: Watcher,
-    active: Gauge,
+    pub watcher: Watcher,
+    /// The listener's open-connections gauge, decremented when the task ends.
+    pub active: Gauge,
 }
 
 impl Connection {
     async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
-        let Connection {
-            mode,
+        let Connection { mode, ctx } = self;
+        if let Mode::Tls(tls) = mode {
+            conn.scheme = "https";
+            // Boxed: the handshake's state would otherwise size every plain
+            // connection's task (measured: +7.5 KB per idle connection).
+            return Box::pin(TlsConn { tls, ctx }.serve(stream, conn)).await;
+        }
+        if let Mode::Mesh(mesh) = mode {
+            let task = super::mesh::conn::MeshConn { mesh, ctx };
+            return Box::pin(task.serve(stream, conn)).await;
+        }
+        let ConnCtx {
             shared,
             builders,
             watcher,
             active,
-        } = self;
+        } = ctx;
         let client = conn.client;
         let ended = match mode {
             Mode::Plain => {
@@ -218,29 +236,8 @@ impl Connection {
                     .serve_connection(TokioIo::new(stream), service);
                 watcher.watch(connection).await
             }
-            Mode::Tls(tls) => {
-                conn.scheme = "https";
-                let task = TlsConn {
-                    tls,
-                    shared,
-                    builders,
-                    watcher,
-                    active,
-                };
-                // Boxed: the handshake's state would otherwise size every plain
-                // connection's task (measured: +7.5 KB per idle connection).
-                return Box::pin(task.serve(stream, conn)).await;
-            }
-            Mode::Mesh(mesh) => {
-                let task = super::mesh::conn::MeshConn {
-                    mesh,
-                    shared,
-                    builders,
-                    watcher,
-                    active,
-                };
-                return Box::pin(task.serve(stream, conn)).await;
-            }
+            // Served above.
+            Mode::Tls(_) | Mode::Mesh(_) => Ok(()),
             Mode::Refuse => Ok(()),
         };
         if let Err(e) = ended {
@@ -323,21 +320,20 @@ impl ModeCache {
 /// A connection of an `HTTPS` listener, before its handshake.
 struct TlsConn {
     tls: Arc<TlsListener>,
-    shared: Arc<Shared>,
-    builders: Arc<Builders>,
-    /// Taken before the handshake, so a drain waits for handshakes in progress.
-    watcher: Watcher,
-    active: Gauge,
+    ctx: ConnCtx,
 }
 
 impl TlsConn {
     async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
         let TlsConn {
             tls,
-            shared,
-            builders,
-            watcher,
-            active,
+            ctx:
+                ConnCtx {
+                    shared,
+                    builders,
+                    watcher,
+                    active,
+                },
         } = self;
         let client = conn.client;
         let limit = tls.handshake_timeout();
@@ -412,10 +408,12 @@ mod tests {
         let graceful = GracefulShutdown::new();
         let job = Connection {
             mode: Mode::Plain,
-            shared: gateway.shared_for_tests(),
-            builders: Arc::new(Builders::new()),
-            watcher: graceful.watcher(),
-            active: Gauge::default(),
+            ctx: ConnCtx {
+                shared: gateway.shared_for_tests(),
+                builders: Arc::new(Builders::new()),
+                watcher: graceful.watcher(),
+                active: Gauge::default(),
+            },
         };
         let conn = ConnInfo {
             listener: "l".into(),

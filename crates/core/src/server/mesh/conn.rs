@@ -8,32 +8,30 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{Accepted, MeshListener};
 use crate::proxy::{ConnInfo, Shared, handle};
-use crate::server::accept::Builders;
+use crate::server::accept::ConnCtx;
 
 /// A connection of a mesh listener, before its handshake.
 pub(crate) struct MeshConn {
     pub mesh: Arc<MeshListener>,
-    pub shared: Arc<Shared>,
-    pub builders: Arc<Builders>,
-    /// Taken before the handshake, so a drain waits for handshakes in progress.
-    pub watcher: Watcher,
-    pub active: Gauge,
+    pub ctx: ConnCtx,
 }
 
 impl MeshConn {
     pub(crate) async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
         let MeshConn {
             mesh,
-            shared,
-            builders,
-            watcher,
-            active,
+            ctx:
+                ConnCtx {
+                    shared,
+                    builders,
+                    watcher,
+                    active,
+                },
         } = self;
         match mesh.accept(stream, &shared, conn.client).await {
             Ok(Accepted::Plain(stream)) => {
