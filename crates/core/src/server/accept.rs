@@ -174,6 +174,24 @@ impl Builders {
     }
 }
 
+/// The proxy as the hyper service of one connection (`handle` for each request).
+pub(crate) fn proxy_service(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::proxy::LoggedBody>,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone {
+    let conn = Arc::new(conn);
+    service_fn(move |req| {
+        let shared = shared.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
+    })
+}
+
 /// One accepted connection of an HTTP listener, served in its own task (on a
 /// worker thread in thread-per-core mode, see `crate::workers`).
 struct Connection {
@@ -213,12 +231,7 @@ impl Connection {
         let client = conn.client;
         let ended = match mode {
             Mode::Plain => {
-                let conn = Arc::new(conn);
-                let service = service_fn(move |req| {
-                    let shared = shared.clone();
-                    let conn = conn.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
-                });
+                let service = proxy_service(shared, conn);
                 // With upgrades: WebSocket handshakes hand the connection over.
                 let connection = builders
                     .auto
@@ -353,12 +366,7 @@ impl TlsConn {
                     return;
                 };
                 let stream = admitted.wrap(stream);
-                let conn = Arc::new(conn);
-                let service = service_fn(move |req| {
-                    let shared = shared.clone();
-                    let conn = conn.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
-                });
+                let service = proxy_service(shared, conn);
                 let connection = builders
                     .for_alpn(alpn.as_deref())
                     .serve_connection_with_upgrades(TokioIo::new(stream), service);

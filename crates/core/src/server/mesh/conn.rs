@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
@@ -12,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{Accepted, MeshListener};
-use crate::proxy::{ConnInfo, Shared, handle};
+use crate::proxy::{ConnInfo, Shared};
 use crate::server::accept::ConnCtx;
 
 /// A connection of a mesh listener, before its handshake.
@@ -67,12 +66,7 @@ async fn http<IO>(
         return;
     };
     let io = admitted.wrap(io);
-    let conn = Arc::new(conn);
-    let service = service_fn(move |req| {
-        let shared = shared.clone();
-        let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
-    });
+    let service = crate::server::accept::proxy_service(shared, conn);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = admitted.serve(watcher, connection).await {
         tracing::debug!(error = %e, %client, "connection ended with error");
