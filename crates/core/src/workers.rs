@@ -5,11 +5,10 @@
 //! wakes another thread and nothing is work-stolen across cores. Upstream
 //! connection pools are kept per worker for the same reason (`upstream::connect`).
 //!
-//! Without [`start`] (one worker, tests, the mesh binaries) nothing changes:
+//! Without [`start`] (one worker, tests, the mesh binaries) [`next`] is `None` and
 //! connections are spawned on the runtime that accepted them.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -66,25 +65,11 @@ pub fn start(n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether connections go to worker threads.
-pub fn active() -> bool {
-    WORKERS.get().is_some()
-}
-
-/// Runs `task` on the next worker, or on the current runtime without workers.
-pub fn spawn<F>(task: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    match WORKERS.get() {
-        Some(w) => {
-            let k = w.next.fetch_add(1, Ordering::Relaxed) % w.handles.len();
-            w.handles[k].spawn(task);
-        }
-        None => {
-            tokio::spawn(task);
-        }
-    }
+/// The runtime of the worker the next connection goes to (round robin), or
+/// `None` without workers (serve it where it was accepted).
+pub fn next() -> Option<&'static Handle> {
+    let w = WORKERS.get()?;
+    Some(&w.handles[w.next.fetch_add(1, Ordering::Relaxed) % w.handles.len()])
 }
 
 /// The calling thread's worker number: 1..=N on a worker, 0 elsewhere.

@@ -111,21 +111,22 @@ pub fn compile_tables(
         } else {
             &r.matches[..]
         };
-        let on: Vec<usize> = (cfg.listeners.iter().enumerate())
-            .filter(|(_, l)| r.listeners.is_empty() || r.listeners.contains(&l.name))
-            .map(|(li, _)| li)
-            .collect();
+        let wants = |l: &config::Listener| r.listeners.is_empty() || r.listeners.contains(&l.name);
+        let last = cfg.listeners.iter().rposition(wants);
         for m in matches {
             let rule =
                 Rule::compile(route.clone(), m, order).map_err(|e| format!("routes[{ri}]: {e}"))?;
             order += 1;
             // Moved into the last table that wants it, cloned for the others.
-            if let Some((&last, others)) = on.split_last() {
-                for &li in others {
-                    tables[li].insert(rule.clone(), &r.hostnames);
-                }
-                tables[last].insert(rule, &r.hostnames);
+            let Some(last) = last else { continue };
+            for (li, _) in cfg.listeners[..last]
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| wants(l))
+            {
+                tables[li].insert(rule.clone(), &r.hostnames);
             }
+            tables[last].insert(rule, &r.hostnames);
         }
     }
     Ok(cfg

@@ -108,22 +108,24 @@ pub async fn accept_loop(
                 active: active.clone(),
             },
         };
-        if !crate::workers::active() {
+        let Some(worker) = crate::workers::next() else {
             tokio::spawn(job.serve(stream, conn));
             continue;
-        }
+        };
         // A socket belongs to the reactor of the runtime that registered it: moved
         // to its worker's, or every readiness event would wake this thread first.
         match stream.into_std() {
-            Ok(std) => crate::workers::spawn(async move {
-                match TcpStream::from_std(std) {
-                    Ok(stream) => job.serve(stream, conn).await,
-                    Err(e) => {
-                        tracing::debug!(error = %e, %client, "cannot move the connection to its worker");
-                        job.ctx.active.dec();
+            Ok(std) => {
+                worker.spawn(async move {
+                    match TcpStream::from_std(std) {
+                        Ok(stream) => job.serve(stream, conn).await,
+                        Err(e) => {
+                            tracing::debug!(error = %e, %client, "cannot move the connection to its worker");
+                            job.ctx.active.dec();
+                        }
                     }
-                }
-            }),
+                });
+            }
             Err(e) => {
                 tracing::debug!(error = %e, %client, "cannot move the connection to a worker");
                 active.dec();
@@ -212,51 +214,45 @@ pub(crate) struct ConnCtx {
 impl Connection {
     async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
         let Connection { mode, ctx } = self;
-        if let Mode::Tls(tls) = mode {
-            conn.scheme = "https";
-            // Boxed: the handshake's state would otherwise size every plain
-            // connection's task (measured: +7.5 KB per idle connection).
-            return Box::pin(TlsConn { tls, ctx }.serve(stream, conn)).await;
-        }
-        if let Mode::Mesh(mesh) = mode {
-            let task = super::mesh::conn::MeshConn { mesh, ctx };
-            return Box::pin(task.serve(stream, conn)).await;
-        }
-        let ConnCtx {
-            shared,
-            builders,
-            watcher,
-            active,
-        } = ctx;
         let client = conn.client;
         let ended = match mode {
+            // Boxed: the handshakes' state would otherwise size every plain
+            // connection's task (measured: +7.5 KB per idle connection).
+            Mode::Tls(tls) => {
+                conn.scheme = "https";
+                return Box::pin(TlsConn { tls, ctx }.serve(stream, conn)).await;
+            }
+            Mode::Mesh(mesh) => {
+                let task = super::mesh::conn::MeshConn { mesh, ctx };
+                return Box::pin(task.serve(stream, conn)).await;
+            }
             Mode::Plain => {
-                let service = proxy_service(shared, conn);
+                let service = proxy_service(ctx.shared, conn);
                 // With upgrades: WebSocket handshakes hand the connection over.
-                let connection = builders
+                let connection = ctx
+                    .builders
                     .auto
                     .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                watcher.watch(connection).await
+                ctx.watcher.watch(connection).await
             }
             Mode::Redirect(port) => {
-                let conn = Arc::new(conn);
+                let (shared, conn) = (ctx.shared, Arc::new(conn));
                 let service = service_fn(move |req| {
                     let reply = redirect::answer(&shared, &conn, port, req);
                     async move { Ok::<_, std::convert::Infallible>(reply) }
                 });
-                let connection = builders
+                let connection = ctx
+                    .builders
                     .auto
                     .serve_connection(TokioIo::new(stream), service);
-                watcher.watch(connection).await
+                ctx.watcher.watch(connection).await
             }
-            // Served above.
-            Mode::Tls(_) | Mode::Mesh(_) => Ok(()),
             Mode::Refuse => Ok(()),
         };
         if let Err(e) = ended {
             tracing::debug!(error = %e, %client, "connection ended with error");
         }
-        active.dec();
+        ctx.active.dec();
     }
 }
 

@@ -193,7 +193,7 @@ impl Gateway {
         // frees from another thread cost ~3x more and slow that thread's next
         // compile). Small ones (a sidecar's) take well under a millisecond: inline,
         // so they do not give a blocking thread an allocator heap of its own.
-        let previous = self.snapshot();
+        let current = self.snapshot();
         let big = config.routes.len() + config.services.len() >= BIG_CONFIG;
         let metrics = self.shared.metrics.clone();
         let compiler = self.compiler.clone();
@@ -201,7 +201,7 @@ impl Gateway {
         let compile = move || {
             Snapshot::compile_with_identity(
                 config,
-                Some(&previous),
+                Some(&current),
                 &metrics,
                 &*compiler,
                 identity.as_ref(),

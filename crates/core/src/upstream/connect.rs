@@ -156,13 +156,14 @@ impl UpstreamClient {
         Ok(UpstreamClient::Http2(Box::new(first), endpoints.into()))
     }
 
-    /// Sends `req` (absolute URI `http://endpoint/…`, Host set). For TLS services
-    /// the scheme becomes `https` (HTTP/2's `:scheme`). For HTTP/2 the Host header
-    /// becomes the URI's authority (`:authority`).
+    /// Sends `req` (absolute URI `http://endpoint/…`, Host set). HTTP/1.1 goes out
+    /// in origin form. For HTTP/2 over TLS the scheme becomes `https` (`:scheme`)
+    /// and the Host header becomes the URI's authority (`:authority`).
     pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, SendError> {
         match self {
             UpstreamClient::Plain(pool) => pool.send(req).await,
-            UpstreamClient::Tls(pool) => pool.send(with_uri(req, Some(Scheme::HTTPS), None)).await,
+            // Sent in origin form: the scheme would only be rewritten to be dropped.
+            UpstreamClient::Tls(pool) => pool.send(req).await,
             UpstreamClient::Http2(first, others) => {
                 let target = req.uri().authority();
                 // The URI is always one of the endpoints (send builds it so).
