@@ -92,7 +92,10 @@ admin: {{listen: {admin}}}
     /// Starts `meshgate control` and waits until its gRPC port listens.
     pub async fn start(&self) -> Proc {
         let mut cp = Proc::spawn(&self.dir, &["control", "-c", path(&self.config)]);
+        // Both listeners: the admin API binds after the gRPC one, and a test's
+        // first call may be to it.
         cp.wait_listening(self.grpc).await;
+        cp.wait_listening(self.admin).await;
         assert!(
             cp.stdout_text().contains("--control-ca"),
             "the CA is announced:\n{}",
