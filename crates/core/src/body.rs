@@ -1,7 +1,10 @@
 //! The one body type that crosses the proxy in both directions: nothing, bytes the
 //! gateway holds (replayable, generated), or a peer's stream passed through unbuffered.
 
+mod inbound;
 pub(crate) mod replay;
+
+pub use inbound::Inbound;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +13,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 /// A request or response body.
 #[derive(Debug, Default)]
@@ -20,16 +22,16 @@ pub enum Body {
     /// Bytes held by the gateway; yielded once.
     Full(Option<Bytes>),
     /// A peer's body, streamed frame by frame.
-    Stream(Incoming),
+    Stream(Inbound),
     /// A peer's body, streamed, with data bytes added to a shared counter (request
     /// bodies, whose size the access log reports after the response is sent).
-    Counted(Incoming, Arc<AtomicU64>),
+    Counted(Inbound, Arc<AtomicU64>),
     /// A primary response copied for a mirror's response diff as it streams.
     Tee(Box<crate::proxy::mirror::Tee>),
     /// A response compressed as it streams (`routes[].compression`).
     Compressed(Box<crate::compress::Encoded>),
     /// One try of a request body streamed and copied for retries (`replay`).
-    Replay(Box<replay::ReplayBody<Incoming>>),
+    Replay(Box<replay::ReplayBody<Inbound>>),
     /// An HTTP/1.1 upstream's response, its connection pooled again at the end.
     Pooled(Box<crate::upstream::PooledBody>),
 }

@@ -25,11 +25,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 
 use std::sync::Arc;
 
-use crate::body::Body;
+use crate::body::{Body, Inbound};
 use crate::filter::RequestCx;
 use crate::rescue::{ErrorFacts, ErrorPages, ProxyError, rescue};
 use crate::route::Route;
@@ -71,7 +70,7 @@ pub struct ConnInfo {
 pub async fn handle(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
 ) -> Response<LoggedBody> {
     let started = Instant::now();
     // The request keeps the snapshot it started with, even if a reload swaps it.
@@ -205,7 +204,7 @@ async fn route_and_forward<'s>(
     cx: &mut RequestCx<'_>,
     matched: &mut Option<&'s Route>,
     parts: &mut http::request::Parts,
-    body: Incoming,
+    body: Inbound,
     record: &mut AccessRecord,
 ) -> Result<(Response<Body>, Option<Held>), ProxyError> {
     let RequestMeta {

@@ -13,13 +13,12 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use tower::retry::budget::Budget;
 
 use super::retry::Failure;
 use crate::balance::InFlight;
-use crate::body::Body;
 use crate::body::replay::Replay;
+use crate::body::{Body, Inbound};
 use crate::rescue::ProxyError;
 use crate::route::Route;
 use crate::upstream::{Endpoint, Outcome, OwnedPermit, Permit, SendError, Upstream, is_overflow};
@@ -30,7 +29,7 @@ use meshgate_observe::access_log::AccessRecord;
 pub enum RequestBody {
     Held(Option<Bytes>),
     Once(Option<Body>),
-    Replay(Replay<Incoming>),
+    Replay(Replay<Inbound>),
 }
 
 impl RequestBody {
@@ -38,7 +37,7 @@ impl RequestBody {
     /// without a length when a policy capped them (`unsized_limit`: read up to the cap,
     /// refused with 413 beyond it, never read further); streams the rest.
     pub async fn prepare(
-        body: Incoming,
+        body: Inbound,
         parts: &http::request::Parts,
         route: &Route,
         unsized_limit: Option<u64>,

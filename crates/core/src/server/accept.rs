@@ -106,6 +106,7 @@ pub async fn accept_loop(
                 builders: builders.clone(),
                 watcher: graceful.watcher(),
                 active: active.clone(),
+                stop: stop.clone(),
             },
         };
         let Some(worker) = crate::workers::next() else {
@@ -190,7 +191,9 @@ pub(crate) fn proxy_service(
     service_fn(move |req| {
         let shared = shared.clone();
         let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(handle(&shared, &conn, req.map(Into::into)).await)
+        }
     })
 }
 
@@ -209,6 +212,8 @@ pub(crate) struct ConnCtx {
     pub watcher: Watcher,
     /// The listener's open-connections gauge, decremented when the task ends.
     pub active: Gauge,
+    /// Turns true when the listener stops (the drain begins).
+    pub stop: watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -226,14 +231,15 @@ impl Connection {
                 let task = super::mesh::conn::MeshConn { mesh, ctx };
                 return Box::pin(task.serve(stream, conn)).await;
             }
+            // meshgate's HTTP/1.1 server; hyper's for the rest (h2c, upgrades…).
             Mode::Plain => {
-                let service = proxy_service(ctx.shared, conn);
-                // With upgrades: WebSocket handshakes hand the connection over.
-                let connection = ctx
-                    .builders
-                    .auto
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                ctx.watcher.watch(connection).await
+                let serve = super::h1::Serve {
+                    shared: ctx.shared,
+                    builders: &ctx.builders,
+                    watcher: ctx.watcher,
+                    stop: ctx.stop,
+                };
+                super::h1::serve(stream, conn, serve).await
             }
             Mode::Redirect(port) => {
                 let (shared, conn) = (ctx.shared, Arc::new(conn));
@@ -342,6 +348,7 @@ impl TlsConn {
                     builders,
                     watcher,
                     active,
+                    stop: _,
                 },
         } = self;
         let client = conn.client;
@@ -417,6 +424,7 @@ mod tests {
                 builders: Arc::new(Builders::new()),
                 watcher: graceful.watcher(),
                 active: Gauge::default(),
+                stop: watch::channel(false).1,
             },
         };
         let conn = ConnInfo {

@@ -190,7 +190,7 @@ impl UpstreamClient {
                             .await
                     }
                 };
-                Ok(sent?.map(Body::Stream))
+                Ok(sent?.map(|b| Body::Stream(b.into())))
             }
         }
     }

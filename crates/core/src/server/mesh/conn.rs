@@ -30,6 +30,7 @@ impl MeshConn {
                     builders,
                     watcher,
                     active,
+                    stop: _,
                 },
         } = self;
         match mesh.accept(stream, &shared, conn.client).await {
