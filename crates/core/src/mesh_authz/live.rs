@@ -189,6 +189,35 @@ impl Admitted {
         result
     }
 
+    /// For meshgate's own HTTP/1.1 server (`server::h1`), which closes gracefully
+    /// itself: resolves once a close was asked for (never, if untracked).
+    pub(crate) async fn asked_to_close(&self) {
+        match self {
+            Admitted::Untracked => std::future::pending().await,
+            Admitted::Tracked(e) => e.closing().await,
+        }
+    }
+
+    /// Whether a close was asked for (see `asked_to_close`).
+    pub(crate) fn is_closing(&self) -> bool {
+        matches!(self, Admitted::Tracked(e) if e.state.load(Ordering::Acquire) != OPEN)
+    }
+
+    /// How long the request in flight may run once a close was asked for.
+    pub(crate) fn grace(&self) -> Duration {
+        match self {
+            Admitted::Untracked => Duration::MAX,
+            Admitted::Tracked(e) => e.grace,
+        }
+    }
+
+    /// The HTTP server let go of the connection: a close is immediate from now on.
+    pub(crate) fn done(&self) {
+        if let Admitted::Tracked(e) = self {
+            e.hand_off();
+        }
+    }
+
     /// Resolves once the connection is asked to close (never, if untracked): for
     /// L4 tunnels, which close at once.
     pub async fn closing(&self) {

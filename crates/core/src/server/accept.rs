@@ -1,8 +1,9 @@
-//! One HTTP listener: bind, accept, serve HTTP/1.1 and h2c with hyper (or, on an
-//! `HTTPS` listener, TLS first: the handshake runs in the connection's own task,
-//! then HTTP/2 or HTTP/1.1 by ALPN, failures counted by reason in [`handshake`]),
-//! answer `httpsRedirect` listeners with 301s ([`redirect`], logged), count
-//! connections, and drain gracefully when told to stop.
+//! One HTTP listener: bind, accept, serve HTTP/1.1 with meshgate's own server
+//! (`server::h1`, which hands h2c, upgrades and unusual requests to hyper) and
+//! HTTP/2 with hyper (on an `HTTPS` listener, TLS first: the handshake runs in the
+//! connection's own task, then HTTP/2 or HTTP/1.1 by ALPN, failures counted by
+//! reason in [`handshake`]), answer `httpsRedirect` listeners with 301s
+//! ([`redirect`], logged), count connections, and drain gracefully when told to stop.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -197,6 +198,25 @@ pub(crate) fn proxy_service(
     })
 }
 
+/// Serves an HTTP connection after its TLS (or mesh) handshake: HTTP/2 by
+/// ALPN with hyper, anything else with meshgate's HTTP/1.1 server (which hands
+/// h2c and the unusual to hyper itself).
+pub(crate) async fn serve_http<IO: super::h1::Wire>(
+    io: IO,
+    alpn: Option<&[u8]>,
+    conn: ConnInfo,
+    http: super::h1::Serve<'_>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if alpn == Some(b"h2") {
+        let service = proxy_service(http.shared, conn);
+        let connection = http
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        return http.admitted.serve(http.watcher, connection).await;
+    }
+    super::h1::serve(io, conn, http).await
+}
+
 /// One accepted connection of an HTTP listener, served in its own task (on a
 /// worker thread in thread-per-core mode, see `crate::workers`).
 struct Connection {
@@ -235,9 +255,10 @@ impl Connection {
             Mode::Plain => {
                 let serve = super::h1::Serve {
                     shared: ctx.shared,
-                    builders: &ctx.builders,
+                    builder: &ctx.builders.auto,
                     watcher: ctx.watcher,
                     stop: ctx.stop,
+                    admitted: crate::mesh_authz::Admitted::Untracked,
                 };
                 super::h1::serve(stream, conn, serve).await
             }
@@ -348,7 +369,7 @@ impl TlsConn {
                     builders,
                     watcher,
                     active,
-                    stop: _,
+                    stop,
                 },
         } = self;
         let client = conn.client;
@@ -369,11 +390,14 @@ impl TlsConn {
                     return;
                 };
                 let stream = admitted.wrap(stream);
-                let service = proxy_service(shared, conn);
-                let connection = builders
-                    .for_alpn(alpn.as_deref())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                if let Err(e) = admitted.serve(watcher, connection).await {
+                let http = super::h1::Serve {
+                    shared,
+                    builder: builders.for_alpn(alpn.as_deref()),
+                    watcher,
+                    stop,
+                    admitted,
+                };
+                if let Err(e) = serve_http(stream, alpn.as_deref(), conn, http).await {
                     tracing::debug!(error = %e, %client, "connection ended with error");
                 }
             }

@@ -2,7 +2,7 @@
 //! (routes, services and listeners, without a restart) and the graceful drain.
 
 pub(crate) mod accept;
-mod h1;
+pub(crate) mod h1;
 pub mod mesh;
 pub mod tls;
 

@@ -19,19 +19,23 @@
 mod encode;
 mod head;
 mod prefixed;
+mod wire;
+
+pub(crate) use wire::Wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use http::Method;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::accept::{Builders, proxy_service};
+use super::accept::proxy_service;
+use crate::mesh_authz::Admitted;
 use crate::proxy::{ConnInfo, Shared, forward, handle};
 use head::{Keep, Parsed};
 
@@ -39,96 +43,136 @@ use head::{Keep, Parsed};
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Heads longer than this are left to hyper, which reads up to ~400 KB.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// What a read asks the socket for.
+/// What a read asks the connection for.
 const READ_CHUNK: usize = 4096;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What this connection's task needs besides its socket.
+/// What this connection's task needs besides its I/O.
 pub(crate) struct Serve<'a> {
     pub shared: Arc<Shared>,
-    pub builders: &'a Builders,
+    /// hyper's builder for what this server hands over (by ALPN on TLS).
+    pub builder: &'a auto::Builder<TokioExecutor>,
     /// Held so the listener's drain waits for this connection.
     pub watcher: Watcher,
     /// Turns true (or closes) when the listener drains.
     pub stop: watch::Receiver<bool>,
+    /// Mesh authorization: a tracked connection closes when re-judged as denied.
+    pub admitted: Admitted,
 }
 
-/// Serves `stream` until the client closes it, an error, or the drain.
-pub(crate) async fn serve(
-    mut stream: TcpStream,
+/// Serves `io` until the client closes it, an error, the drain, or a close asked
+/// for by mesh authorization; or hands it to hyper (then until that ends).
+pub(crate) async fn serve<IO: Wire>(
+    mut io: IO,
     conn: ConnInfo,
     serve: Serve<'_>,
 ) -> Result<(), BoxError> {
     let Serve {
         shared,
-        builders,
+        builder,
         watcher,
         mut stop,
+        admitted,
     } = serve;
-    // Empty (unallocated) whenever the connection waits for a request.
+    // Empty (unallocated on a plain socket) whenever the connection waits.
     let mut buf = BytesMut::new();
+    let ended = exchanges(&mut io, &mut buf, &shared, &conn, &mut stop, &admitted).await;
+    match ended {
+        Ended::Done(result) => {
+            admitted.done();
+            result
+        }
+        // For the rest of its life (HTTP/1.x with upgrades, or h2c by the preface).
+        Ended::Handoff => {
+            let io = prefixed::Prefixed::new(buf.freeze(), io);
+            let service = proxy_service(shared, conn);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            Box::pin(admitted.serve(watcher, connection)).await
+        }
+    }
+}
+
+enum Ended {
+    Done(Result<(), BoxError>),
+    Handoff,
+}
+
+/// Request after request on one connection.
+async fn exchanges<IO: Wire>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    stop: &mut watch::Receiver<bool>,
+    admitted: &Admitted,
+) -> Ended {
     loop {
-        let read = tokio::time::timeout(
-            HEADER_READ_TIMEOUT,
-            read_head(&mut stream, &mut buf, &mut stop),
-        );
+        let read = tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(io, buf, stop, admitted));
         let (request, keep) = match read.await {
-            Err(_) | Ok(Read::Closed) => return Ok(()),
+            Err(_) | Ok(Read::Closed) => return Ended::Done(Ok(())),
             Ok(Read::Request(request, keep)) => (request, keep),
-            Ok(Read::Handoff) => {
-                let handed = handoff(stream, buf, shared, conn, builders, watcher);
-                return Box::pin(handed).await;
-            }
+            Ok(Read::Handoff) => return Ended::Handoff,
             Ok(Read::Invalid) => {
                 const BAD: &[u8] =
                     b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-                stream.write_all(BAD).await?;
-                return Ok(());
+                let written = io.write_all(BAD).await;
+                return Ended::Done(written.map_err(Into::into));
             }
         };
         let head_request = request.method() == Method::HEAD;
         let trailers = forward::accepts_trailers(request.headers());
         // Boxed: an idle connection's task is not sized for a request in flight.
-        let exchange = Box::pin(handle(&shared, &conn, *request));
+        let exchange = Box::pin(handle(shared, conn, *request));
         let response = tokio::select! {
             biased;
             response = exchange => response,
-            () = client_gone(&mut stream, &mut buf) => return Ok(()),
+            () = client_gone(io, buf) => return Ended::Done(Ok(())),
+            () = past_grace(admitted) => return Ended::Done(Ok(())),
         };
         let (head, body) = response.into_parts();
         let close = keep == Keep::Close
             || *stop.borrow()
+            || admitted.is_closing()
             || head
                 .headers
                 .get(http::header::CONNECTION)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        let write = encode::write_response(&mut stream, head, body, head_request, close, trailers);
-        Box::pin(write).await?;
+        let write = encode::write_response(io, head, body, head_request, close, trailers);
+        if let Err(e) = Box::pin(write).await {
+            return Ended::Done(Err(e.into()));
+        }
         if close {
-            let _ = stream.shutdown().await;
-            return Ok(());
+            let _ = io.shutdown().await;
+            return Ended::Done(Ok(()));
         }
         if buf.is_empty() {
-            buf = BytesMut::new();
+            *buf = BytesMut::new();
         }
     }
+}
+
+/// Resolves once mesh authorization asked this connection to close and the
+/// request in flight has had its grace.
+async fn past_grace(admitted: &Admitted) {
+    admitted.asked_to_close().await;
+    tokio::time::sleep(admitted.grace()).await;
 }
 
 enum Read {
     Request(Box<http::Request<crate::body::Inbound>>, Keep),
     Handoff,
     Invalid,
-    /// The client closed, or the drain began while nothing was pending.
+    /// The client closed, or a close began while nothing was pending.
     Closed,
 }
 
-/// Reads until `buf` starts with a whole head. With nothing buffered it first
-/// waits for the socket to be readable, so a waiting connection holds no buffer.
-async fn read_head(
-    stream: &mut TcpStream,
+/// Reads until `buf` starts with a whole head.
+async fn read_head<IO: Wire>(
+    io: &mut IO,
     buf: &mut BytesMut,
     stop: &mut watch::Receiver<bool>,
+    admitted: &Admitted,
 ) -> Read {
     loop {
         if !buf.is_empty() {
@@ -141,34 +185,30 @@ async fn read_head(
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
-            match stream.read_buf(buf).await {
+            match io.read_buf(buf).await {
                 Ok(0) | Err(_) => return Read::Closed,
                 Ok(_) => continue,
             }
         }
-        if *stop.borrow() {
+        if *stop.borrow() || admitted.is_closing() {
             return Read::Closed;
         }
-        tokio::select! {
+        let read = tokio::select! {
             biased;
-            ready = stream.readable() => if ready.is_err() { return Read::Closed },
+            read = io.read_idle(buf) => read,
             // Any change means stop; so does a dropped sender.
             _ = stop.changed() => return Read::Closed,
-        }
-        buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(buf) {
-            Ok(0) => return Read::Closed,
-            Ok(_) => {}
-            // The readiness was stale: wait again, without the buffer.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *buf = BytesMut::new(),
-            Err(_) => return Read::Closed,
+            () = admitted.asked_to_close() => return Read::Closed,
+        };
+        if let Ok(0) | Err(_) = read {
+            return Read::Closed;
         }
     }
 }
 
 /// Resolves when the client closes its side while a request is in flight. Bytes
 /// it sends meanwhile (pipelined requests) are kept in `buf`, up to a head's worth.
-async fn client_gone(stream: &mut TcpStream, buf: &mut BytesMut) {
+async fn client_gone<IO: Wire>(io: &mut IO, buf: &mut BytesMut) {
     loop {
         if buf.len() >= MAX_HEAD {
             return std::future::pending().await;
@@ -176,27 +216,9 @@ async fn client_gone(stream: &mut TcpStream, buf: &mut BytesMut) {
         if buf.capacity() == buf.len() {
             buf.reserve(READ_CHUNK);
         }
-        match stream.read_buf(buf).await {
+        match io.read_buf(buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
     }
-}
-
-/// Gives the connection, with what was read of it, to hyper for the rest of its
-/// life (its auto builder: HTTP/1.x with upgrades, or h2c by the preface).
-async fn handoff(
-    stream: TcpStream,
-    buf: BytesMut,
-    shared: Arc<Shared>,
-    conn: ConnInfo,
-    builders: &Builders,
-    watcher: Watcher,
-) -> Result<(), BoxError> {
-    let io = prefixed::Prefixed::new(buf.freeze(), stream);
-    let service = proxy_service(shared, conn);
-    let connection = builders
-        .auto
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    watcher.watch(connection).await
 }

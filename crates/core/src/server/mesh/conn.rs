@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::{Accepted, MeshListener};
 use crate::proxy::{ConnInfo, Shared};
@@ -30,18 +31,19 @@ impl MeshConn {
                     builders,
                     watcher,
                     active,
-                    stop: _,
+                    stop,
                 },
         } = self;
         match mesh.accept(stream, &shared, conn.client).await {
             Ok(Accepted::Plain(stream)) => {
-                http(&builders.auto, stream, conn, shared, watcher).await;
+                http(&builders.auto, None, stream, conn, (shared, watcher, stop)).await;
             }
             Ok(Accepted::Tls(tls, peer)) => {
                 conn.client_cert = peer;
                 let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
                 let builder = builders.for_alpn(alpn.as_deref());
-                http(builder, *tls, conn, shared, watcher).await;
+                let listener = (shared, watcher, stop);
+                http(builder, alpn.as_deref(), *tls, conn, listener).await;
             }
             // Counted and logged by `accept`.
             Err(_) => {}
@@ -53,10 +55,10 @@ impl MeshConn {
 /// Serves HTTP on `io` until the connection ends (or the drain ends it).
 async fn http<IO>(
     builder: &auto::Builder<TokioExecutor>,
+    alpn: Option<&[u8]>,
     io: IO,
     conn: ConnInfo,
-    shared: Arc<Shared>,
-    watcher: Watcher,
+    (shared, watcher, stop): (Arc<Shared>, Watcher, watch::Receiver<bool>),
 ) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -67,9 +69,14 @@ async fn http<IO>(
         return;
     };
     let io = admitted.wrap(io);
-    let service = crate::server::accept::proxy_service(shared, conn);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = admitted.serve(watcher, connection).await {
+    let http = crate::server::h1::Serve {
+        shared,
+        builder,
+        watcher,
+        stop,
+        admitted,
+    };
+    if let Err(e) = crate::server::accept::serve_http(io, alpn, conn, http).await {
         tracing::debug!(error = %e, %client, "connection ended with error");
     }
 }

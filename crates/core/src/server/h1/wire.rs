@@ -1,0 +1,44 @@
+//! The connections `server::h1` serves, and how each is read while it waits for a
+//! request: a plain socket is awaited until readable before a buffer is allocated
+//! (an idle keep-alive connection then holds none); a TLS or mesh stream, whose
+//! record layer buffers anyway, is read into a fresh buffer directly.
+
+use std::future::Future;
+use std::io;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::READ_CHUNK;
+use crate::mesh_authz::Revocable;
+
+pub(crate) trait Wire: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Reads into the empty `buf` once the peer sent something; `Ok(0)`: closed.
+    /// Cancel-safe: nothing read is lost if the future is dropped.
+    fn read_idle(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+impl Wire for TcpStream {
+    async fn read_idle(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            buf.reserve(READ_CHUNK);
+            match self.try_read_buf(buf) {
+                // The readiness was stale: wait again, without the buffer.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *buf = BytesMut::new(),
+                read => return read,
+            }
+        }
+    }
+}
+
+impl<T> Wire for Revocable<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn read_idle(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(READ_CHUNK);
+        self.read_buf(buf).await
+    }
+}
