@@ -21,15 +21,12 @@ pub(crate) trait Wire: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
 impl Wire for TcpStream {
     async fn read_idle(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        loop {
-            self.readable().await?;
-            buf.reserve(READ_CHUNK);
-            match self.try_read_buf(buf) {
-                // The readiness was stale: wait again, without the buffer.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *buf = BytesMut::new(),
-                read => return read,
-            }
-        }
+        self.readable().await?;
+        buf.reserve(READ_CHUNK);
+        // `read_buf`, not `try_read_buf`: tokio's read clears the socket's readiness
+        // after a short read, so the next wait for the client (`client_gone`, while
+        // the request is in flight) costs no `read` that would only find nothing.
+        self.read_buf(buf).await
     }
 }
 
