@@ -1,6 +1,6 @@
 //! meshgate's own HTTP/1.1 server (`server::h1`), seen from raw sockets: keep-alive
 //! and pipelining, the headers it adds (`date`, framing), `HEAD`, a streamed
-//! response flushed as it comes, the requests it leaves to hyper on the same
+//! response flushed as it comes (over TLS too), the requests it leaves to hyper on the same
 //! connection (HTTP/1.0, chunked and late bodies, huge and malformed heads), a
 //! client that goes away cancelling its request upstream, and the drain.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshgate_testkit::Backend;
+use meshgate_testkit::certs::TestCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -86,7 +87,7 @@ async fn read_response(sock: &mut TcpStream, buf: &mut Vec<u8>, head_request: bo
     raw
 }
 
-async fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) {
+async fn fill<S: tokio::io::AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) {
     let mut chunk = [0u8; 8192];
     let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
         .await
@@ -195,21 +196,63 @@ async fn a_streamed_response_reaches_the_client_as_it_comes() {
     let first_seen = Arc::new(Notify::new());
     let upstream = two_part_upstream(first_seen.clone()).await;
     let h = gateway_to(upstream).await;
-    let mut sock = TcpStream::connect(h.addr).await.unwrap();
-    sock.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+    let sock = TcpStream::connect(h.addr).await.unwrap();
+    streams_in_two_parts(sock, &first_seen).await;
+}
+
+/// The same over TLS (ALPN http/1.1), where a write may sit in the TLS layer
+/// until flushed.
+#[tokio::test]
+async fn a_streamed_response_over_tls_reaches_the_client_as_it_comes() {
+    let ca = TestCa::new("h1-stream");
+    let cert = ca.server_cert("s", &["s.test"]);
+    let first_seen = Arc::new(Notify::new());
+    let upstream = two_part_upstream(first_seen.clone()).await;
+    let tls = format!(
+        "{{certificates: [{{certFile: \"{}\", keyFile: \"{}\"}}]}}",
+        cert.cert.display(),
+        cert.key.display()
+    );
+    let yaml = format!(
+        "listeners: [{{name: web, address: \"127.0.0.1:0\", protocol: HTTPS, tls: {tls}}}]
+routes:
+  - name: r
+    backendRefs: [{{name: svc}}]
+services:
+  - {{name: svc, endpoints: [\"{upstream}\"]}}
+"
+    );
+    let h = common::start(&yaml).await;
+    let mut config = (*ca.client_config(None)).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(h.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("s.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
         .await
         .unwrap();
+    streams_in_two_parts(tls, &first_seen).await;
+}
+
+/// Asks for `/stream` on `sock` and checks the first part arrives while the
+/// upstream still holds back the second.
+async fn streams_in_two_parts<S>(mut sock: S, first_seen: &Notify)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    sock.write_all(b"GET /stream HTTP/1.1\r\nhost: s.test\r\n\r\n")
+        .await
+        .unwrap();
+    sock.flush().await.unwrap();
     let mut buf = Vec::new();
-    // The first part must arrive while the upstream still holds back the second.
     while !buf.windows(7).any(|w| w == b"\r\nfirst") {
         fill(&mut sock, &mut buf).await;
     }
     first_seen.notify_one();
-    let mut sock_buf = buf;
-    while !sock_buf.ends_with(b"0\r\n\r\n") {
-        fill(&mut sock, &mut sock_buf).await;
+    while !buf.ends_with(b"0\r\n\r\n") {
+        fill(&mut sock, &mut buf).await;
     }
-    let text = String::from_utf8_lossy(&sock_buf);
+    let text = String::from_utf8_lossy(&buf);
     assert!(text.contains("transfer-encoding: chunked"), "{text}");
     assert!(text.contains("\r\n6\r\nsecond\r\n"), "{text}");
 }

@@ -66,14 +66,17 @@ where
     encode_head(&head, &mut out);
     if framing == Framing::Bodiless {
         io.write_all(&out).await?;
+        io.flush().await?;
         return Ok(());
     }
     let mut body = pin!(body);
     let mut sent = 0u64;
+    // Written but not flushed (a TLS stream may still hold it).
+    let mut unflushed = false;
     loop {
-        // Pending with bytes waiting: write them before waiting for more.
+        // Pending with bytes waiting: send them before waiting for more.
         let next = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
-            Poll::Pending if !out.is_empty() => Poll::Ready(Next::Flush),
+            Poll::Pending if !out.is_empty() || unflushed => Poll::Ready(Next::Flush),
             Poll::Pending => Poll::Pending,
             Poll::Ready(frame) => Poll::Ready(Next::Frame(frame)),
         })
@@ -81,7 +84,9 @@ where
         let frame = match next {
             Next::Flush => {
                 io.write_all(&out).await?;
+                io.flush().await?;
                 out.clear();
+                unflushed = false;
                 continue;
             }
             Next::Frame(None) => break,
@@ -111,6 +116,7 @@ where
                     io.write_all(&out).await?;
                     out.clear();
                     io.write_all(&data).await?;
+                    unflushed = true;
                 }
                 if framing == Framing::Chunked {
                     out.extend_from_slice(b"\r\n");
@@ -124,6 +130,7 @@ where
                     encode_fields(&fields, &mut out);
                     out.extend_from_slice(b"\r\n");
                     io.write_all(&out).await?;
+                    io.flush().await?;
                     return Ok(());
                 }
             }
@@ -137,6 +144,7 @@ where
     if !out.is_empty() {
         io.write_all(&out).await?;
     }
+    io.flush().await?;
     Ok(())
 }
 

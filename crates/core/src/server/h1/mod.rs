@@ -116,8 +116,11 @@ async fn exchanges<IO: Wire>(
             Ok(Read::Invalid) => {
                 const BAD: &[u8] =
                     b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-                let written = io.write_all(BAD).await;
-                return Ended::Done(written.map_err(Into::into));
+                let written = async {
+                    io.write_all(BAD).await?;
+                    io.flush().await
+                };
+                return Ended::Done(written.await.map_err(Into::into));
             }
         };
         let head_request = request.method() == Method::HEAD;
