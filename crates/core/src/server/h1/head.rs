@@ -1,7 +1,7 @@
 //! Reading a request head out of the connection's buffer: the common case (an
 //! HTTP/1.1 request without a body, or with a `content-length` body that arrived
 //! with it) becomes an `http::Request`; anything else is left to hyper, which gets
-//! the connection with every byte read so far (see `super::handoff`).
+//! the connection with every byte read so far (see `super::serve`).
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
@@ -71,18 +71,17 @@ pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
         }
     }; MAX_HEADERS];
     let count = req.headers.len();
-    let mut body_len = 0usize;
+    let mut body_len: Option<usize> = None;
     let mut keep = Keep::Alive;
     for (header, span) in req.headers.iter().zip(spans.iter_mut()) {
         let name = header.name.as_bytes();
         // The framing and connection-handling headers decide here; unusual ones
         // (a second length, chunked bodies, upgrades, 100-continue) go to hyper.
         if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
-            match std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                Some(n) if body_len == 0 => body_len = n,
+            // Digits only (`str::parse` would take "+5"), and only one length
+            // header: anything else is for hyper to refuse, never to guess at.
+            match (length(header.value), body_len) {
+                (Some(n), None) => body_len = Some(n),
                 _ => return Parsed::Handoff,
             }
         } else if name.eq_ignore_ascii_case(CONNECTION.as_str().as_bytes()) {
@@ -103,6 +102,7 @@ pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
             value: offset(header.value),
         };
     }
+    let body_len = body_len.unwrap_or(0);
     if buf.len() - head_len < body_len {
         return Parsed::Handoff;
     }
@@ -137,9 +137,21 @@ fn build(
     Some(request)
 }
 
+/// A `content-length` value: 1*DIGIT, within `usize`.
+fn length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 /// Whether a comma-separated header value lists `token` (ASCII case-insensitive).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|part| part.trim_ascii().eq_ignore_ascii_case(token))
 }
+
+#[cfg(test)]
+#[path = "head_tests.rs"]
+mod tests;
