@@ -198,23 +198,50 @@ pub(crate) fn proxy_service(
     })
 }
 
-/// Serves an HTTP connection after its TLS (or mesh) handshake: HTTP/2 by
-/// ALPN with hyper, anything else with meshgate's HTTP/1.1 server (which hands
-/// h2c and the unusual to hyper itself).
-pub(crate) async fn serve_http<IO: super::h1::Wire>(
+/// What serving a connection needs once its TLS (or mesh) handshake is done.
+pub(crate) struct Handshaken<'a> {
+    pub shared: Arc<Shared>,
+    pub builders: &'a Builders,
+    pub watcher: Watcher,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Serves a connection after its TLS or mesh handshake (or a mesh listener's
+/// permissive plaintext): mesh authorization first (a caller no request could be
+/// allowed for is closed now; tracked connections are re-judged, and closed if
+/// denied, on config changes), then HTTP/2 by ALPN with hyper, anything else with
+/// meshgate's HTTP/1.1 server (which hands h2c and the unusual to hyper itself).
+pub(crate) async fn serve_handshaken<IO>(
     io: IO,
     alpn: Option<&[u8]>,
     conn: ConnInfo,
-    http: super::h1::Serve<'_>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    if alpn == Some(b"h2") {
-        let service = proxy_service(http.shared, conn);
-        let connection = http
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service);
-        return http.admitted.serve(http.watcher, connection).await;
+    listener: Handshaken<'_>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let client = conn.client;
+    let Some(admitted) = crate::mesh_authz::admit(&listener.shared, &conn) else {
+        return;
+    };
+    let io = admitted.wrap(io);
+    let builder = listener.builders.for_alpn(alpn);
+    let served = if alpn == Some(b"h2") {
+        let service = proxy_service(listener.shared, conn);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        admitted.serve(listener.watcher, connection).await
+    } else {
+        let http = super::h1::Serve {
+            shared: listener.shared,
+            builder,
+            watcher: listener.watcher,
+            stop: listener.stop,
+            admitted,
+        };
+        super::h1::serve(io, conn, http).await
+    };
+    if let Err(e) = served {
+        tracing::debug!(error = %e, %client, "connection ended with error");
     }
-    super::h1::serve(io, conn, http).await
 }
 
 /// One accepted connection of an HTTP listener, served in its own task (on a
@@ -383,23 +410,13 @@ impl TlsConn {
                     .and_then(|chain| chain.first())
                     .and_then(|leaf| ClientCert::from_der(leaf))
                     .map(Arc::new);
-                // Mesh authorization: a caller no request could be allowed for is
-                // closed now; tracked connections are re-judged on config changes.
-                let Some(admitted) = crate::mesh_authz::admit(&shared, &conn) else {
-                    active.dec();
-                    return;
-                };
-                let stream = admitted.wrap(stream);
-                let http = super::h1::Serve {
+                let listener = Handshaken {
                     shared,
-                    builder: builders.for_alpn(alpn.as_deref()),
+                    builders: &builders,
                     watcher,
                     stop,
-                    admitted,
                 };
-                if let Err(e) = serve_http(stream, alpn.as_deref(), conn, http).await {
-                    tracing::debug!(error = %e, %client, "connection ended with error");
-                }
+                serve_handshaken(stream, alpn.as_deref(), conn, listener).await;
             }
             // Failed handshakes are routine on a public port (scanners, clients
             // that do not trust the certificate): debug, not warn; counted by reason.
