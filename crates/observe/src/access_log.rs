@@ -15,6 +15,7 @@ use http::{HeaderValue, Method, Version};
 use prometheus_client::metrics::counter::Counter;
 
 mod connection;
+mod line;
 mod writer;
 pub use connection::ConnectionRecord;
 use writer::Sink;
@@ -66,89 +67,6 @@ impl AccessRecord {
                 .as_ref()
                 .map_or(0, |c| c.load(Ordering::Relaxed))
     }
-}
-
-/// The line as written: fields in a fixed order, borrowed from the record.
-#[derive(serde::Serialize)]
-struct Line<'a> {
-    time: Shown<humantime::Rfc3339Timestamp>,
-    request_id: &'a str,
-    client: Shown<IpAddr>,
-    method: &'a str,
-    authority: Option<&'a str>,
-    path: Option<&'a str>,
-    protocol: &'static str,
-    status: u16,
-    route: Option<&'a str>,
-    consumer: Option<&'a str>,
-    client_cert: Option<&'a str>,
-    service: Option<&'a str>,
-    upstream: Option<&'a str>,
-    retries: u32,
-    reason: Option<&'static str>,
-    trace_id: Option<Shown<Hex>>,
-    upstream_ms: Option<f64>,
-    bytes_in: u64,
-    bytes_out: u64,
-    duration_ms: f64,
-}
-
-impl AccessRecord {
-    fn line(&self) -> Line<'_> {
-        Line {
-            time: Shown(humantime::format_rfc3339_millis(self.time)),
-            request_id: self.request_id.to_str().unwrap_or(""),
-            client: Shown(self.client.to_canonical()),
-            method: self.method.as_str(),
-            authority: self.authority.as_ref().and_then(|v| v.to_str().ok()),
-            path: self.path.as_ref().map(|p| p.as_str()),
-            protocol: match self.protocol {
-                Version::HTTP_09 => "HTTP/0.9",
-                Version::HTTP_10 => "HTTP/1.0",
-                Version::HTTP_2 => "HTTP/2.0",
-                Version::HTTP_3 => "HTTP/3.0",
-                _ => "HTTP/1.1",
-            },
-            status: self.status,
-            route: self.route.as_deref(),
-            consumer: self.consumer.as_deref(),
-            client_cert: self.client_cert.as_deref(),
-            service: self.service.as_deref(),
-            upstream: self.upstream.as_deref(),
-            retries: self.retries,
-            reason: self.reason,
-            trace_id: self.trace_id.map(|id| Shown(Hex(id))),
-            upstream_ms: self.upstream_elapsed.map(millis),
-            bytes_in: self.bytes_in_total(),
-            bytes_out: self.bytes_out,
-            duration_ms: millis(self.duration),
-        }
-    }
-}
-
-/// A `Display` value written as a JSON string, without building a `String`.
-struct Shown<T>(T);
-
-impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-/// A trace id in lower-case hex.
-struct Hex([u8; 16]);
-
-impl std::fmt::Display for Hex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut out = [0u8; 32];
-        crate::trace::write_hex(&mut out, &self.0);
-        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
-    }
-}
-
-/// Milliseconds with microsecond precision.
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Handle to the log; cloned wherever lines are written from.
@@ -208,7 +126,10 @@ impl AccessLog {
     /// when the writer is too far behind).
     pub fn send(&self, record: AccessRecord) {
         if let Some(Handle(sink)) = &self.sink
-            && !sink.append(|buf| serde_json::to_writer(buf, &record.line()).is_ok())
+            && !sink.append(|buf| {
+                line::write(&record, buf);
+                true
+            })
         {
             self.dropped.inc();
         }

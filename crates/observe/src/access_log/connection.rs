@@ -64,10 +64,10 @@ impl ConnectionRecord {
             service: self.service.as_deref(),
             upstream: self.upstream.as_deref(),
             reason: self.reason,
-            connect_ms: self.connect.map(super::millis),
+            connect_ms: self.connect.map(super::line::millis),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
-            duration_ms: super::millis(self.duration),
+            duration_ms: super::line::millis(self.duration),
         };
         serde_json::to_writer(out, &line)
     }
