@@ -6,38 +6,34 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderValue, Method, Version};
+use http::HeaderValue;
 use meshgate_observe::{AccessLog, AccessRecord};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn record() -> AccessRecord {
+    let head = http::Request::get("/api/v1/orders?page=2")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
     AccessRecord {
-        time: SystemTime::now(),
-        method: Method::GET,
-        authority: Some(HeaderValue::from_static("127.0.0.1:18084")),
-        path: Some("/api/v1/orders?page=2".parse().unwrap()),
-        protocol: Version::HTTP_11,
-        client: "127.0.0.1".parse().unwrap(),
         status: 200,
-        bytes_in: 0,
-        bytes_in_streamed: None,
         bytes_out: 19,
         duration: Duration::from_micros(412),
         route: Some("all".into()),
         service: Some("backend".into()),
         upstream: Some("127.0.0.1:18080".into()),
-        request_id: HeaderValue::from_static("5f1c0d2e8a7b4c3d9e0f1a2b3c4d5e6f"),
-        retries: 0,
-        reason: None,
         trace_id: Some([7; 16]),
-        route_metrics: None,
         upstream_started: Some(SystemTime::now()),
         upstream_elapsed: Some(Duration::from_micros(301)),
-        consumer: None,
-        client_cert: None,
-        mesh: None,
+        ..AccessRecord::arriving(
+            &head,
+            Some(HeaderValue::from_static("127.0.0.1:18084")),
+            "127.0.0.1".parse().unwrap(),
+            HeaderValue::from_static("5f1c0d2e8a7b4c3d9e0f1a2b3c4d5e6f"),
+        )
     }
 }
 

@@ -59,6 +59,43 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
+    /// The record of a request as it arrives, timed now: what its head says
+    /// (`authority` as the caller found it: the URI's or the `host` header), nothing
+    /// yet of what became of it (status 0, no route, upstream, bytes or trace).
+    pub fn arriving(
+        head: &http::request::Parts,
+        authority: Option<HeaderValue>,
+        client: IpAddr,
+        request_id: HeaderValue,
+    ) -> Self {
+        AccessRecord {
+            time: SystemTime::now(),
+            method: head.method.clone(),
+            authority,
+            path: head.uri.path_and_query().cloned(),
+            protocol: head.version,
+            client,
+            status: 0,
+            bytes_in: 0,
+            bytes_in_streamed: None,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+            route: None,
+            service: None,
+            upstream: None,
+            request_id,
+            retries: 0,
+            reason: None,
+            trace_id: None,
+            route_metrics: None,
+            upstream_started: None,
+            upstream_elapsed: None,
+            consumer: None,
+            client_cert: None,
+            mesh: None,
+        }
+    }
+
     /// Request body bytes, held or streamed.
     pub fn bytes_in_total(&self) -> u64 {
         self.bytes_in

@@ -21,7 +21,7 @@ pub use upgrade::Tunnels;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
@@ -80,30 +80,15 @@ pub async fn handle(
     let authority = authority_of(&parts);
     let trace = TraceContext::from_headers(&parts.headers, snapshot.config.tracing.sample_ratio);
     let mut record = AccessRecord {
-        time: SystemTime::now(),
-        method: parts.method.clone(),
-        authority: authority.clone(),
-        path: parts.uri.path_and_query().cloned(),
-        protocol: parts.version,
-        client: conn.client.ip(),
-        status: 0,
-        bytes_in: 0,
-        bytes_in_streamed: None,
-        bytes_out: 0,
-        duration: Duration::ZERO,
-        route: None,
-        service: None,
-        upstream: None,
-        request_id: request_id.clone(),
-        retries: 0,
-        reason: None,
         trace_id: Some(trace.trace_id),
-        route_metrics: None,
-        upstream_started: None,
-        upstream_elapsed: None,
-        consumer: None,
         client_cert: conn.client_cert.as_ref().map(|c| c.subject.clone()),
         mesh: snapshot.mesh_authz.edge(conn),
+        ..AccessRecord::arriving(
+            &parts,
+            authority.clone(),
+            conn.client.ip(),
+            request_id.clone(),
+        )
     };
     let grpc = is_grpc(&parts.headers);
     let authority_text = authority.as_ref().map(|a| a.to_str().map_err(drop));

@@ -80,31 +80,15 @@ fn hand_written(r: &AccessRecord) -> String {
 }
 
 fn bare(time: SystemTime, client: &str) -> AccessRecord {
+    let (head, ()) = http::Request::new(()).into_parts();
     AccessRecord {
         time,
-        method: Method::GET,
-        authority: None,
-        path: None,
-        protocol: Version::HTTP_11,
-        client: client.parse().unwrap(),
-        status: 0,
-        bytes_in: 0,
-        bytes_in_streamed: None,
-        bytes_out: 0,
-        duration: Duration::ZERO,
-        route: None,
-        service: None,
-        upstream: None,
-        request_id: HeaderValue::from_static(""),
-        retries: 0,
-        reason: None,
-        trace_id: None,
-        route_metrics: None,
-        upstream_started: None,
-        upstream_elapsed: None,
-        consumer: None,
-        client_cert: None,
-        mesh: None,
+        ..AccessRecord::arriving(
+            &head,
+            None,
+            client.parse().unwrap(),
+            HeaderValue::from_static(""),
+        )
     }
 }
 

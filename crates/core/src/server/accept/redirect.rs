@@ -5,7 +5,7 @@
 //! route or service, and the request metrics under route and service `none`
 //! (the labels of requests no route took). Only these listeners run this code.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -39,34 +39,14 @@ pub(super) fn answer(
     }
     resp.headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    let authority = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     let record = AccessRecord {
-        time: SystemTime::now(),
-        authority: match parts.uri.authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => parts.headers.get(header::HOST).cloned(),
-        },
-        path: parts.uri.path_and_query().cloned(),
-        method: parts.method,
-        protocol: parts.version,
-        client: conn.client.ip(),
         status: status.as_u16(),
-        bytes_in: 0,
-        bytes_in_streamed: None,
-        bytes_out: 0,
-        duration: Duration::ZERO,
-        route: None,
-        service: None,
-        upstream: None,
-        request_id,
-        retries: 0,
         reason: Some(reason),
-        trace_id: None,
-        route_metrics: None,
-        upstream_started: None,
-        upstream_elapsed: None,
-        consumer: None,
-        client_cert: None,
-        mesh: None,
+        ..AccessRecord::arriving(&parts, authority, conn.client.ip(), request_id)
     };
     let (head, body) = resp.into_parts();
     Response::from_parts(
