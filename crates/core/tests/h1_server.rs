@@ -5,6 +5,7 @@
 //! client that goes away cancelling its request upstream, and the drain.
 
 mod common;
+mod tls_support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -208,20 +209,8 @@ async fn a_streamed_response_over_tls_reaches_the_client_as_it_comes() {
     let cert = ca.server_cert("s", &["s.test"]);
     let first_seen = Arc::new(Notify::new());
     let upstream = two_part_upstream(first_seen.clone()).await;
-    let tls = format!(
-        "{{certificates: [{{certFile: \"{}\", keyFile: \"{}\"}}]}}",
-        cert.cert.display(),
-        cert.key.display()
-    );
-    let yaml = format!(
-        "listeners: [{{name: web, address: \"127.0.0.1:0\", protocol: HTTPS, tls: {tls}}}]
-routes:
-  - name: r
-    backendRefs: [{{name: svc}}]
-services:
-  - {{name: svc, endpoints: [\"{upstream}\"]}}
-"
-    );
+    let tls = format!("{{certificates: [{}]}}", tls_support::cert_entry(&cert));
+    let yaml = tls_support::https_config(&tls, upstream);
     let h = common::start(&yaml).await;
     let mut config = (*ca.client_config(None)).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
