@@ -171,7 +171,7 @@ awk -v c="$c_rss" -v a="$a_rss" -v ch="$c_hwm" -v ah="$a_hwm" -v ca="$c_anon" -v
   printf f, "app", a / 1024, aa / 1024, af / 1024, ap / 1024, ah / 1024 }'
 [ -n "$PERF" ] && echo && echo "perf data: $work/perf-$PERF.data" && KEEP=1
 if [ -n "${HOLD:-}" ]; then
-  echo "holding for $HOLD s: client sidecar pid $client_pid, app sidecar pid $app_pid"
+  echo "holding for $HOLD s: client sidecar pid $client_pid (outbound port $c_out), app sidecar pid $app_pid"
   sleep "$HOLD"
 fi
 exit 0
