@@ -199,9 +199,9 @@ pub(crate) fn proxy_service(
 }
 
 /// What serving a connection needs once its TLS (or mesh) handshake is done.
-pub(crate) struct Handshaken<'a> {
+pub(crate) struct Handshaken {
     pub shared: Arc<Shared>,
-    pub builders: &'a Builders,
+    pub builders: Arc<Builders>,
     pub watcher: Watcher,
     pub stop: watch::Receiver<bool>,
 }
@@ -215,7 +215,7 @@ pub(crate) async fn serve_handshaken<IO>(
     io: IO,
     alpn: Option<&[u8]>,
     conn: ConnInfo,
-    listener: Handshaken<'_>,
+    listener: Handshaken,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -261,6 +261,26 @@ pub(crate) struct ConnCtx {
     pub active: Gauge,
     /// Turns true when the listener stops (the drain begins).
     pub stop: watch::Receiver<bool>,
+}
+
+impl ConnCtx {
+    /// What serving the connection takes, and the gauge its task decrements.
+    pub(crate) fn split(self) -> (Handshaken, Gauge) {
+        let ConnCtx {
+            shared,
+            builders,
+            watcher,
+            active,
+            stop,
+        } = self;
+        let listener = Handshaken {
+            shared,
+            builders,
+            watcher,
+            stop,
+        };
+        (listener, active)
+    }
 }
 
 impl Connection {
@@ -388,17 +408,8 @@ struct TlsConn {
 
 impl TlsConn {
     async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
-        let TlsConn {
-            tls,
-            ctx:
-                ConnCtx {
-                    shared,
-                    builders,
-                    watcher,
-                    active,
-                    stop,
-                },
-        } = self;
+        let TlsConn { tls, ctx } = self;
+        let (listener, active) = ctx.split();
         let client = conn.client;
         let limit = tls.handshake_timeout();
         match tokio::time::timeout(limit, handshake::accept(&tls.acceptor(), stream)).await {
@@ -410,24 +421,18 @@ impl TlsConn {
                     .and_then(|chain| chain.first())
                     .and_then(|leaf| ClientCert::from_der(leaf))
                     .map(Arc::new);
-                let listener = Handshaken {
-                    shared,
-                    builders: &builders,
-                    watcher,
-                    stop,
-                };
                 serve_handshaken(stream, alpn.as_deref(), conn, listener).await;
             }
             // Failed handshakes are routine on a public port (scanners, clients
             // that do not trust the certificate): debug, not warn; counted by reason.
             Ok(Err(failed)) => {
                 let reason = failed.reason();
-                let failures = &shared.metrics.tls_handshake_failures;
+                let failures = &listener.shared.metrics.tls_handshake_failures;
                 failures.inc(&conn.listener, reason);
                 tracing::debug!(listener = %conn.listener, %client, error = %failed.error, reason = reason.as_str(), "TLS handshake failed")
             }
             Err(_) => {
-                let failures = &shared.metrics.tls_handshake_failures;
+                let failures = &listener.shared.metrics.tls_handshake_failures;
                 failures.inc(&conn.listener, TlsFailure::Timeout);
                 tracing::debug!(listener = %conn.listener, %client, timeout = ?limit, "TLS handshake timed out")
             }

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use super::{Accepted, MeshListener};
 use crate::proxy::ConnInfo;
-use crate::server::accept::{ConnCtx, Handshaken, serve_handshaken};
+use crate::server::accept::{ConnCtx, serve_handshaken};
 
 /// A connection of a mesh listener, before its handshake.
 pub(crate) struct MeshConn {
@@ -18,23 +18,9 @@ pub(crate) struct MeshConn {
 
 impl MeshConn {
     pub(crate) async fn serve(self, stream: TcpStream, mut conn: ConnInfo) {
-        let MeshConn {
-            mesh,
-            ctx:
-                ConnCtx {
-                    shared,
-                    builders,
-                    watcher,
-                    active,
-                    stop,
-                },
-        } = self;
-        let listener = Handshaken {
-            shared: shared.clone(),
-            builders: &builders,
-            watcher,
-            stop,
-        };
+        let MeshConn { mesh, ctx } = self;
+        let (listener, active) = ctx.split();
+        let shared = listener.shared.clone();
         match mesh.accept(stream, &shared, conn.client).await {
             Ok(Accepted::Plain(stream)) => serve_handshaken(stream, None, conn, listener).await,
             Ok(Accepted::Tls(tls, peer)) => {
